@@ -1,0 +1,83 @@
+"""Haar DWT forward at x = (32, 128, 32, 32) float32 on this CPU: wgunet vs x.clone(), ptwt, pytorch_wavelets.
+
+    make bench-wavelets        # builds .venv-bench with the peers, then runs this file
+
+Each timing is the median of several rounds of repeated calls, all in this one process, so the ratios
+compare like with like. Two conditions: "hot" calls each transform on the same tensor, which then sits
+in the 32 MiB L3 cache (x.clone() is unusually cheap there); "cold" rotates through a pool of inputs
+larger than L3, as activations arrive inside a network. Peers that are not installed are skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+
+import torch
+
+from wgunet.wavelets import dwt2, idwt2
+
+
+def median_ms(fn, inputs: list[torch.Tensor], repeats: int = 20, rounds: int = 9) -> float:
+    cycle = itertools.cycle(inputs)
+    for _ in range(3):
+        fn(next(cycle))
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn(next(cycle))
+        times.append((time.perf_counter() - start) / repeats * 1e3)
+    return statistics.median(times)
+
+
+def transforms() -> dict:
+    found = {
+        "x.clone()": torch.clone,
+        "wgunet dwt2 (haar)": dwt2,
+        "wgunet idwt2 (haar), on bands": None,  # filled per condition: it takes dwt2's output
+        "wgunet dwt2 (db2, conv path)": lambda x: dwt2(x, "db2"),
+    }
+    try:
+        import ptwt
+
+        found["ptwt wavedec2 (haar)"] = lambda x: ptwt.wavedec2(x, "haar", level=1, mode="zero")
+    except ImportError as error:
+        print(f"ptwt not installed ({error}); run `make bench-wavelets`")
+    try:
+        from pytorch_wavelets import DWTForward
+
+        found["pytorch_wavelets DWTForward (haar)"] = DWTForward(J=1, wave="haar", mode="zero")
+    except ImportError as error:
+        print(f"pytorch_wavelets not installed ({error}); run `make bench-wavelets`")
+    return found
+
+
+@torch.no_grad()
+def main() -> None:
+    torch.manual_seed(0)
+    shape = (32, 128, 32, 32)
+    pool = [torch.randn(shape) for _ in range(10)]  # 160 MiB, five times the L3 cache
+    conditions = {"hot": pool[:1], "cold": pool}
+    results = {}
+    for condition, inputs in conditions.items():
+        bands = [dwt2(x) for x in inputs]
+        for name, fn in transforms().items():
+            if fn is None:
+                results[name, condition] = median_ms(idwt2, bands)
+            else:
+                results[name, condition] = median_ms(fn, inputs)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, x = {shape} float32, no grad\n")
+    print("| transform | hot ms | hot / clone | cold ms | cold / clone | cold, vs wgunet haar |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in transforms():
+        hot, cold = results[name, "hot"], results[name, "cold"]
+        print(
+            f"| {name} | {hot:.2f} | {hot / results['x.clone()', 'hot']:.1f}x | {cold:.2f} | "
+            f"{cold / results['x.clone()', 'cold']:.1f}x | {cold / results['wgunet dwt2 (haar)', 'cold']:.1f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+import pytest
+
+from wgunet.config import ConfigError, load_config, to_dict
+
+
+def test_default_config_loads_with_typed_values():
+    config = load_config("configs/default.yaml")
+    assert config.mode == "distill" and config.loss.lambda_freq == 0.1 and config.loss.alpha == -1.0
+    assert config.adam_betas == (0.9, 0.999) and isinstance(config.lr, float)
+
+
+def test_overrides_are_parsed_as_yaml_and_nested():
+    config = load_config("configs/default.yaml", ["max_steps=7", "loss.lambda_freq=0", "student.block_out_channels=[16,32]"])
+    assert config.max_steps == 7 and config.loss.lambda_freq == 0.0
+    assert config.student["block_out_channels"] == [16, 32]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("max_step=5", "unknown config key 'max_step' \\(did you mean 'max_steps'\\?\\)"),
+    ("loss.lamda_freq=1", "unknown config key 'loss.lamda_freq' \\(did you mean 'lambda_freq'\\?\\)"),
+    ("student.block_out_channel=[8]", "unknown config key 'student.block_out_channel' \\(did you mean 'block_out_channels'\\?\\)"),
+    ("unet.layers_per_blok=1", "did you mean 'layers_per_block'"),
+    ("max_steps=abc", "max_steps must be int"),
+    ("mode=teach", "mode must be 'distill' or 'teacher'"),
+    ("loss.features=[down,middle]", "loss.features may hold"),
+    ("max_steps", "not of the form key=value"),
+])
+def test_bad_keys_and_values_name_the_problem(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("configs/default.yaml", [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("data:\n  sample_sise: 32\n")
+    with pytest.raises(ConfigError, match="'data.sample_sise' \\(did you mean 'sample_size'"):
+        load_config(tmp_path / "typo.yaml")
+
+
+def test_round_trip_through_a_dict(tmp_path):
+    import yaml
+
+    config = load_config("configs/default.yaml", ["seed=3"])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_dict(config)))
+    assert load_config(tmp_path / "c.yaml") == config

@@ -1,0 +1,97 @@
+import pytest
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
+
+from wgunet import WGUNet
+from wgunet.stats import count_parameters, macs_per_image
+from wgunet.teacher import teacher_architecture
+
+TINY = dict(sample_size=16, block_out_channels=(16, 32), layers_per_block=1, attention_resolutions=(8,),
+            attention_head_dim=16, norm_num_groups=8)
+
+
+def test_forward_shapes_features_and_timesteps():
+    model = WGUNet(**TINY)
+    x = torch.randn(3, 3, 16, 16)
+    out = model(x, torch.tensor([1, 10, 999]), return_features=True)
+    assert out.sample.shape == x.shape
+    assert {k: tuple(v.shape[1:]) for k, v in out.features.items()} == {
+        "down.0": (16, 8, 8), "down.1": (32, 8, 8), "mid": (32, 8, 8), "up.0": (32, 16, 16), "up.1": (16, 16, 16)}
+    # scalar, 0-dim and per-sample timesteps agree
+    a = model(x, 5).sample
+    b = model(x, torch.tensor(5)).sample
+    c = model(x, torch.full((3,), 5)).sample
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert model(x, 5, return_dict=False)[0].shape == x.shape
+    assert model(x, 5).features is None
+
+
+def test_the_model_depends_on_time_and_learns():
+    model = WGUNet(**TINY)
+    x = torch.randn(2, 3, 16, 16)
+    assert not torch.allclose(model(x, 1).sample, model(x, 900).sample)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    target = torch.randn_like(x)
+    losses = []
+    for _ in range(30):
+        loss = (model(x, 10).sample - target).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_save_and_reload_are_bit_identical(tmp_path):
+    model = WGUNet(**TINY, wavelet="db2").eval()
+    with torch.no_grad():
+        for p in model.parameters():  # move off the initialisation so every weight matters
+            p.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").exists()
+    reloaded = WGUNet.from_pretrained(tmp_path).eval()
+    assert reloaded.config.wavelet == "db2" and list(reloaded.config.block_out_channels) == [16, 32]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x, 7).sample, reloaded(x, 7).sample)
+
+
+@pytest.mark.parametrize("pipeline_class,scheduler_class", [(DDPMPipeline, DDPMScheduler), (DDIMPipeline, DDIMScheduler)])
+def test_runs_inside_diffusers_pipelines_and_reloads(tmp_path, pipeline_class, scheduler_class):
+    # eval(): from_pretrained returns eval mode, and attention picks a different kernel in train mode
+    pipeline = pipeline_class(unet=WGUNet(**TINY).eval(), scheduler=scheduler_class(num_train_timesteps=50))
+    images = pipeline(batch_size=2, num_inference_steps=5, output_type="np",
+                      generator=torch.Generator().manual_seed(0)).images
+    assert images.shape == (2, 16, 16, 3)
+    pipeline.save_pretrained(tmp_path)
+    reloaded = pipeline_class.from_pretrained(tmp_path)
+    assert isinstance(reloaded.unet, WGUNet)
+    again = reloaded(batch_size=2, num_inference_steps=5, output_type="np",
+                     generator=torch.Generator().manual_seed(0)).images
+    assert (images == again).all()
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(sample_size=18, block_out_channels=(16, 32, 32)), "not divisible by 2\\*\\*2 = 4"),
+    (dict(block_out_channels=(12, 32)), "not divisible by norm_num_groups"),
+    (dict(attention_resolutions=(5,)), "not resolutions of this model"),
+    (dict(attention_head_dim=12), "not divisible by attention_head_dim"),
+    (dict(wavelet="haarr"), "unknown or unsupported wavelet"),
+])
+def test_configs_that_cannot_work_fail_at_construction(bad, message):
+    with pytest.raises(ValueError, match=message):
+        WGUNet(**{**TINY, **bad})
+
+
+def test_stats_of_the_cifar10_teacher_and_the_default_student():
+    from wgunet.config import load_config
+
+    teacher = teacher_architecture("google/ddpm-cifar10-32")
+    assert round(count_parameters(teacher) / 1e6, 2) == 35.75
+    student = WGUNet(**load_config("configs/default.yaml").student)
+    assert macs_per_image(teacher) >= 8 * macs_per_image(student)
+
+
+def test_macs_grow_with_width():
+    small, wide = WGUNet(**TINY), WGUNet(**{**TINY, "block_out_channels": (32, 64), "attention_head_dim": 32})
+    assert macs_per_image(wide) > 3 * macs_per_image(small)

@@ -1,0 +1,184 @@
+"""Training configs: plain YAML mapped onto typed dataclasses, with ``key=value`` overrides.
+
+An unknown key anywhere (YAML or command line) is an error that names the key and its closest match.
+Model sections (``student``, ``unet``) are checked against the model constructors' arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "patches"  # "patches" (built-in photographs), an image folder, or a Hugging Face datasets name
+    sample_size: int = 32
+    hflip: bool = True
+    image_column: str | None = None  # datasets only; detected when None
+    split: str = "train"  # datasets split; for "patches": "train" or "heldout"
+    patches_per_image: int = 256  # "patches" only: crops per photograph and scale
+    num_workers: int = 0
+
+
+@dataclass
+class LossConfig:
+    # L = L_DDPM + lambda_spatial * L_spatial + lambda_freq * L_freq (seed 000); 0 switches a term off.
+    lambda_ddpm: float = 1.0
+    lambda_spatial: float = 0.1
+    lambda_freq: float = 0.1
+    alpha: float = -1.0  # w = |DFT(x0 resized)|^alpha
+    eps: float = 1e-2  # stabilises |DFT(x0)|^alpha where the clean image has no power
+    features: tuple[str, ...] = ("down", "mid", "up")  # which stages are matched, besides the output
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "distill"  # "distill": WG-UNet student from a teacher; "teacher": plain UNet2DModel, DDPM loss only
+    teacher: str = "assets/teacher"  # Hub id or local folder (model or pipeline) of a diffusers UNet2DModel
+    teacher_dtype: str = "float32"
+    student: dict[str, Any] = field(default_factory=dict)  # WGUNet arguments
+    unet: dict[str, Any] = field(default_factory=dict)  # UNet2DModel arguments, for mode "teacher"
+    scheduler: dict[str, Any] = field(default_factory=dict)  # DDPMScheduler arguments, for mode "teacher"
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    output_dir: str = "runs/default"
+    seed: int = 0
+    max_steps: int = 1000
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    mixed_precision: str = "no"  # "no", "fp16", "bf16" (Accelerate)
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    log_every: int = 10
+
+
+def _closest(key: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else f" (known keys: {', '.join(sorted(known))})"
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field's type and turn YAML lists into tuples where the field wants one."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        return _coerce(value, next(a for a in options if a is not type(None)), where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        item = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, item, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool) and not isinstance(value, annotation) or (
+        annotation is int and isinstance(value, bool)
+    ):
+        raise ConfigError(f"{where} must be {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {prefix + key!r}{_closest(key, list(fields))}")
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix + key} must be a mapping, got {value!r}")
+            kwargs[key] = _build(hints[key], value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _check_arguments(section: str, values: dict[str, Any], constructor: Any) -> None:
+    known = [p for p in inspect.signature(constructor).parameters if p != "self"]
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown config key '{section}.{key}'{_closest(key, known)}")
+
+
+def apply_override(values: dict[str, Any], override: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict in place."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form key=value (e.g. max_steps=200)")
+    dotted, raw = override.split("=", 1)
+    *parents, leaf = dotted.strip().split(".")
+    node = values
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found: pass one of configs/*.yaml or a path to your own")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    for override in overrides:
+        apply_override(values, override)
+    config = _build(TrainConfig, values)
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from .model import WGUNet
+
+    if config.mode not in ("distill", "teacher"):
+        raise ConfigError(f"mode must be 'distill' or 'teacher', got {config.mode!r}")
+    _check_arguments("student", config.student, WGUNet.__init__)
+    _check_arguments("unet", config.unet, UNet2DModel.__init__)
+    _check_arguments("scheduler", config.scheduler, DDPMScheduler.__init__)
+    unknown_stages = set(config.loss.features) - {"down", "mid", "up"}
+    if unknown_stages:
+        raise ConfigError(f"loss.features may hold 'down', 'mid', 'up'; got {sorted(unknown_stages)}")
+    return config
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    """A YAML-ready dict of the config (tuples as lists), as written into every run folder."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))

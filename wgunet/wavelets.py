@@ -1,0 +1,174 @@
+"""One-level 2-D discrete wavelet transform and its inverse, in torch.
+
+Filter banks come from PyWavelets; the boundary is periodization, which makes the one-level
+transform exactly invertible at even sizes for every orthogonal and biorthogonal wavelet and
+matches ``pywt.dwt2(x, w, mode="periodization")`` band by band.
+
+Layout: ``dwt2`` maps (B, C, H, W) to (B, 4, C, H/2, W/2) with bands in pywt's order
+(cA, cH, cV, cD) = (LL, LH, HL, HH); ``idwt2`` inverts it.
+
+Haar, the default inside WG-UNet, has a fast path: two butterfly passes (rows, then columns)
+written straight into the output, about 2x the cost of ``x.clone()`` and several times faster
+than a strided convolution (see ``bench/wavelets.py``). Every other wavelet goes through a
+grouped stride-2 convolution with circular indexing.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pywt
+import torch
+import torch.nn.functional as F
+
+__all__ = ["dwt2", "idwt2", "BANDS", "SUPPORTED"]
+
+BANDS = ("LL", "LH", "HL", "HH")
+
+
+# The discrete Meyer wavelet is an FIR approximation that pywt itself does not invert exactly.
+SUPPORTED = tuple(name for name in pywt.wavelist(kind="discrete") if name != "dmey")
+
+
+@functools.lru_cache(maxsize=None)
+def _wavelet(name: str) -> pywt.Wavelet:
+    if name not in SUPPORTED:
+        raise ValueError(
+            f"unknown or unsupported wavelet {name!r}: use a perfectly reconstructing discrete wavelet "
+            f"that PyWavelets knows, e.g. 'haar', 'db2', 'sym4', 'coif1', 'bior2.2' (see wgunet.wavelets.SUPPORTED)"
+        )
+    return pywt.Wavelet(name)
+
+
+def _is_haar(name: str) -> bool:
+    return _wavelet(name).name in ("haar", "db1")
+
+
+def _check_even(x: torch.Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"dwt2 expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(f"dwt2 needs even height and width, got {h}x{w}: pad or crop the input to an even size")
+
+
+# ---------------------------------------------------------------------------------------------
+# Haar fast path. With a = x[2i, 2j], b = x[2i, 2j+1], c = x[2i+1, 2j], d = x[2i+1, 2j+1]:
+#   LL = (a+b+c+d)/2, LH = (a+b-c-d)/2, HL = (a-b+c-d)/2, HH = (a-b-c+d)/2   (pywt's signs).
+# Haar is orthonormal, so the adjoint of each transform is the other one: that is the backward.
+# ---------------------------------------------------------------------------------------------
+
+
+def _haar_analysis(x: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    top, bottom = x.reshape(b, c, h // 2, 2, w).unbind(3)
+    row_sum, row_diff = top + bottom, top - bottom
+    out = x.new_empty(b, 4, c, h // 2, w // 2)
+    s_left, s_right = row_sum.view(b, c, h // 2, w // 2, 2).unbind(-1)
+    d_left, d_right = row_diff.view(b, c, h // 2, w // 2, 2).unbind(-1)
+    # lerp(p, q, 0.5) = (p+q)/2 in one pass; (p+q)/2 - q = (p-q)/2 reuses it.
+    torch.lerp(s_left, s_right, 0.5, out=out[:, 0])
+    torch.sub(out[:, 0], s_right, out=out[:, 2])
+    torch.lerp(d_left, d_right, 0.5, out=out[:, 1])
+    torch.sub(out[:, 1], d_right, out=out[:, 3])
+    return out
+
+
+def _haar_synthesis(bands: torch.Tensor) -> torch.Tensor:
+    b, _, c, h, w = bands.shape
+    ll, lh, hl, hh = bands.unbind(1)
+    top_sum, top_diff = ll + lh, hl + hh  # a+b and a-b, times 2 (a = (top_sum+top_diff)/2)
+    bot_sum, bot_diff = ll - lh, hl - hh
+    out = bands.new_empty(b, c, h, 2, w, 2)
+    torch.lerp(top_sum, top_diff, 0.5, out=out[:, :, :, 0, :, 0])
+    torch.sub(out[:, :, :, 0, :, 0], top_diff, out=out[:, :, :, 0, :, 1])
+    torch.lerp(bot_sum, bot_diff, 0.5, out=out[:, :, :, 1, :, 0])
+    torch.sub(out[:, :, :, 1, :, 0], bot_diff, out=out[:, :, :, 1, :, 1])
+    return out.view(b, c, 2 * h, 2 * w)
+
+
+class _HaarDWT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return _haar_analysis(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _HaarIDWT.apply(grad)
+
+
+class _HaarIDWT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, bands: torch.Tensor) -> torch.Tensor:
+        return _haar_synthesis(bands)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _HaarDWT.apply(grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# General path. pywt's periodization computes out[k] = sum_j h[j] x[(2k + L/2 - j) mod N], which
+# is a stride-2 correlation with the reversed filter after a circular left shift of L/2 - 1;
+# the inverse is a stride-2 transposed convolution with the reconstruction filters whose
+# overhang is folded back circularly with the same shift.
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _filters(name: str, kind: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(4, L, L) separable 2-D filters in band order LL, LH, HL, HH (first factor along H)."""
+    wav = _wavelet(name)
+    lo, hi = (wav.dec_lo, wav.dec_hi) if kind == "dec" else (wav.rec_lo, wav.rec_hi)
+    lo, hi = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+    if kind == "dec":  # correlation with the reversed analysis filter = pywt's convolution
+        lo, hi = lo.flip(0), hi.flip(0)
+    bank = torch.stack([torch.outer(lo, lo), torch.outer(hi, lo), torch.outer(lo, hi), torch.outer(hi, hi)])
+    return bank.to(dtype=dtype, device=device)
+
+
+def _circular_index(n: int, length: int, shift: int, device: torch.device) -> torch.Tensor:
+    return (torch.arange(length, device=device) - shift) % n
+
+
+def _generic_analysis(x: torch.Tensor, name: str) -> torch.Tensor:
+    b, c, h, w = x.shape
+    bank = _filters(name, "dec", x.dtype, x.device)
+    taps = bank.shape[-1]
+    shift = taps // 2 - 1
+    x = x.index_select(2, _circular_index(h, h + taps - 2, shift, x.device))
+    x = x.index_select(3, _circular_index(w, w + taps - 2, shift, x.device))
+    weight = bank.unsqueeze(1).repeat(c, 1, 1, 1)  # (4C, 1, L, L), group c -> channels 4c..4c+3
+    y = F.conv2d(x, weight, stride=2, groups=c)
+    return y.view(b, c, 4, h // 2, w // 2).transpose(1, 2).contiguous()
+
+
+def _generic_synthesis(bands: torch.Tensor, name: str) -> torch.Tensor:
+    b, _, c, h, w = bands.shape
+    bank = _filters(name, "rec", bands.dtype, bands.device)
+    taps = bank.shape[-1]
+    shift = taps // 2 - 1
+    weight = bank.unsqueeze(1).repeat(c, 1, 1, 1)  # (4C, 1, L, L): four bands summed into each channel
+    y = F.conv_transpose2d(bands.transpose(1, 2).reshape(b, 4 * c, h, w), weight, stride=2, groups=c)
+    height, width = 2 * h, 2 * w
+    y = y.new_zeros(b, c, height, y.shape[-1]).index_add(2, _circular_index(height, y.shape[-2], shift, y.device), y)
+    return y.new_zeros(b, c, height, width).index_add(3, _circular_index(width, y.shape[-1], shift, y.device), y)
+
+
+def dwt2(x: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
+    """One-level 2-D DWT: (B, C, H, W) -> (B, 4, C, H/2, W/2), bands LL, LH, HL, HH."""
+    _wavelet(wavelet)
+    _check_even(x)
+    if _is_haar(wavelet):
+        return _HaarDWT.apply(x.contiguous())
+    return _generic_analysis(x, wavelet)
+
+
+def idwt2(bands: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
+    """Inverse of :func:`dwt2`: (B, 4, C, h, w) -> (B, C, 2h, 2w)."""
+    _wavelet(wavelet)
+    if bands.dim() != 5 or bands.shape[1] != 4:
+        raise ValueError(f"idwt2 expects (B, 4, C, h, w) bands as dwt2 returns them, got shape {tuple(bands.shape)}")
+    if _is_haar(wavelet):
+        return _HaarIDWT.apply(bands.contiguous())
+    return _generic_synthesis(bands, wavelet)
