@@ -47,3 +47,35 @@ def test_round_trip_through_a_dict(tmp_path):
     config = load_config("configs/default.yaml", ["seed=3"])
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(to_dict(config)))
     assert load_config(tmp_path / "c.yaml") == config
+
+
+@pytest.mark.parametrize("path,teacher_name,size,min_ratio", [
+    ("configs/cifar10.yaml", "google/ddpm-cifar10-32", 32, 4),
+    ("configs/celebahq256.yaml", "google/ddpm-ema-celebahq-256", 256, 4),
+])
+def test_published_teacher_configs_build_their_models_without_weights(path, teacher_name, size, min_ratio):
+    from wgunet import WGUNet
+    from wgunet.stats import count_parameters
+    from wgunet.teacher import TEACHER_ARCHITECTURES
+
+    config = load_config(path)
+    assert config.teacher == teacher_name
+    student = WGUNet(**config.student)
+    assert student.config.sample_size == size == TEACHER_ARCHITECTURES[teacher_name]["sample_size"]
+    assert config.data.sample_size == size
+    # the student is much smaller than its teacher (parameters stand in for MACs: no forward at 256x256 here)
+    from wgunet.teacher import teacher_architecture
+    assert count_parameters(teacher_architecture(teacher_name)) > min_ratio * count_parameters(student)
+
+
+def test_the_default_student_has_at_least_4x_fewer_macs_than_the_shipped_teacher():
+    from diffusers import UNet2DModel
+
+    from wgunet import WGUNet
+    from wgunet.stats import count_parameters, macs_per_image
+
+    config = load_config("configs/teacher.yaml")
+    teacher = UNet2DModel(**config.unet)
+    assert config.mode == "teacher" and count_parameters(teacher) == 6_338_499
+    student = WGUNet(**load_config("configs/default.yaml").student)
+    assert macs_per_image(teacher) >= 4 * macs_per_image(student)

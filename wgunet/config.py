@@ -17,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from .cli import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the key and the fix."""
 
 
@@ -96,6 +98,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return dict(value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 3e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if annotation in (int, float, str, bool) and not isinstance(value, annotation) or (
         annotation is int and isinstance(value, bool)
     ):

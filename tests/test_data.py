@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wgunet.config import DataConfig
+from wgunet.data import DataError, build_dataset, photograph_patches
+
+
+def save(path, size, color=(255, 0, 0), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color if mode == "RGB" else 128).save(path)
+
+
+def test_image_folder_is_recursive_resized_cropped_and_scaled(tmp_path):
+    save(tmp_path / "a.png", (64, 40), (255, 0, 0))
+    save(tmp_path / "sub" / "b.jpg", (20, 30), (0, 0, 255))
+    save(tmp_path / "sub" / "deeper" / "c.webp", (32, 32))
+    save(tmp_path / "gray.png", (16, 16), mode="L")
+    (tmp_path / "notes.txt").write_text("ignored: not an image suffix")
+    data = build_dataset(DataConfig(source=str(tmp_path), sample_size=16))
+    assert len(data) == 4 and data.names[0] == "a.png"
+    images = torch.stack([data[i] for i in range(4)])
+    assert images.shape == (4, 3, 16, 16) and images.min() >= -1 and images.max() <= 1
+    assert torch.allclose(images[0, 0], torch.ones(16, 16)) and torch.allclose(images[0, 1], -torch.ones(16, 16))
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        build_dataset(DataConfig(source=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images in .*PNG, JPEG or WebP"):
+        build_dataset(DataConfig(source=str(tmp_path / "empty")))
+    save(tmp_path / "bad" / "ok.png", (8, 8))
+    (tmp_path / "bad" / "broken.png").write_bytes(b"this is not a png")
+    with pytest.raises(DataError, match="broken.png' is not a readable image.*remove or replace it"):
+        build_dataset(DataConfig(source=str(tmp_path / "bad")))
+
+
+def test_patches_are_deterministic_and_the_split_is_disjoint():
+    a = photograph_patches(16, "train", per_image=4, seed=1)
+    b = photograph_patches(16, "train", per_image=4, seed=1)
+    c = photograph_patches(16, "train", per_image=4, seed=2)
+    held = photograph_patches(16, "heldout", per_image=4, seed=1)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    assert a.images.dtype == torch.uint8 and a.images.shape[1:] == (3, 16, 16)
+    train_set = {bytes(x.numpy()) for x in a.images}
+    assert not any(bytes(x.numpy()) in train_set for x in held.images)
+    assert {n.split("-")[0] for n in a.names} >= {"astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field"}
+    with pytest.raises(DataError, match="splits 'train' and 'heldout'"):
+        photograph_patches(16, "test")
+
+
+def test_patches_have_a_natural_power_law_spectrum():
+    images = photograph_patches(32, "train", per_image=16).images.float().mean(1)
+    power = torch.fft.fftshift(torch.fft.fft2(images - images.mean((-2, -1), keepdim=True)).abs().pow(2), dim=(-2, -1))
+    power = power.mean(0)
+    y, x = torch.meshgrid(torch.arange(32) - 16, torch.arange(32) - 16, indexing="ij")
+    radius = (x**2 + y**2).sqrt().round().long()
+    radial = torch.stack([power[radius == r].mean() for r in range(2, 15)])
+    slope = np.polyfit(np.log(np.arange(2, 15)), np.log(radial.numpy()), 1)[0]
+    assert -3.2 < slope < -1.2  # natural images: power ~ 1/f^2
+
+
+def test_hugging_face_dataset_with_detected_image_column():
+    datasets = pytest.importorskip("datasets")
+    images = [Image.new("RGB", (24, 24), (i * 40, 0, 0)) for i in range(3)]
+    table = datasets.Dataset.from_dict({"label": [0, 1, 2], "img": images}).cast_column("img", datasets.Image())
+    data = build_dataset(DataConfig(sample_size=8), dataset=table)
+    assert data.column == "img" and len(data) == 3 and data[2].shape == (3, 8, 8)
+    assert data[2][0, 0, 0].item() == pytest.approx(80 / 127.5 - 1)
+    with pytest.raises(DataError, match="image column 'picture' not in the dataset"):
+        build_dataset(DataConfig(image_column="picture"), dataset=table)
+    with pytest.raises(DataError, match="no image column among \\['label'\\]: set data.image_column"):
+        build_dataset(DataConfig(), dataset=datasets.Dataset.from_dict({"label": [0]}))

@@ -1,0 +1,69 @@
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from wgunet import WGUNet
+from wgunet.config import load_config
+from wgunet.teacher import CheckpointError, FeatureTaps, load_teacher, pair_by_resolution, teacher_architecture
+
+
+def taps_of(unet: UNet2DModel, size: int) -> dict[str, tuple[int, ...]]:
+    taps = FeatureTaps(unet)
+    with torch.no_grad():
+        unet(torch.zeros(1, 3, size, size), 10)
+    features = {k: tuple(v.shape[1:]) for k, v in taps.pop().items()}
+    taps.remove()
+    with torch.no_grad():
+        unet(torch.zeros(1, 3, size, size), 10)
+    assert taps.pop() == {}, "removed hooks must not record"
+    return features
+
+
+def test_taps_on_the_ddpm_cifar10_architecture():
+    teacher = teacher_architecture("google/ddpm-cifar10-32")
+    assert sum(p.numel() for p in teacher.parameters()) == 35_746_307  # google/ddpm-cifar10-32's parameter count
+    features = taps_of(teacher, 32)
+    assert features == {
+        "down.0": (128, 16, 16), "down.1": (256, 8, 8), "down.2": (256, 4, 4), "down.3": (256, 4, 4), "mid": (256, 4, 4),
+        "up.0": (256, 8, 8), "up.1": (256, 16, 16), "up.2": (256, 32, 32), "up.3": (128, 32, 32)}
+    student = WGUNet(**load_config("configs/default.yaml").student)
+    student_features = student(torch.zeros(1, 3, 32, 32), 10, return_features=True).features
+    teacher_features = {k: torch.zeros(1, *v) for k, v in features.items()}
+    pairs = pair_by_resolution(student_features, teacher_features)
+    # one pair per (stage, resolution) both models have; the deepest feature of each model at it
+    assert pairs == [("down.0", "down.0"), ("down.2", "down.1"), ("up.0", "up.1"), ("up.2", "up.3")]
+
+
+def test_taps_on_the_celebahq_block_layout_with_small_widths():
+    teacher = teacher_architecture("google/ddpm-ema-celebahq-256", sample_size=64,
+                                   block_out_channels=(8, 8, 16, 16, 32, 32), norm_num_groups=8)
+    assert [type(b).__name__ for b in teacher.down_blocks][4] == "AttnDownBlock2D"
+    features = taps_of(teacher, 64)
+    assert [features[f"down.{i}"][1] for i in range(6)] == [32, 16, 8, 4, 2, 2]
+    assert [features[f"up.{i}"][1] for i in range(6)] == [4, 8, 16, 32, 64, 64]
+    assert features["mid"] == (32, 2, 2)
+
+
+def test_load_teacher_from_pipeline_and_bare_folders(tiny_teacher, tmp_path):
+    unet, scheduler = load_teacher(str(tiny_teacher), torch.float16)
+    assert unet.dtype == torch.float16 and not unet.training
+    assert not any(p.requires_grad for p in unet.parameters())
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.num_train_timesteps == 100
+    bare = tmp_path / "bare"
+    unet.save_pretrained(bare)
+    loaded, default_schedule = load_teacher(str(bare))
+    assert loaded.dtype == torch.float32
+    assert torch.equal(loaded.conv_in.weight.half(), unet.conv_in.weight)
+    assert default_schedule.config.num_train_timesteps == DDPMScheduler().config.num_train_timesteps
+
+
+def test_load_teacher_errors_name_the_problem(tmp_path, monkeypatch):
+    with pytest.raises(CheckpointError, match="neither a diffusers model folder"):
+        load_teacher(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="could not load the UNet2DModel"):
+        load_teacher(str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="could not be fetched from the Hub.*huggingface-cli download"):
+        load_teacher("google/ddpm-cifar10-32")

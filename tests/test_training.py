@@ -1,0 +1,150 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDPMPipeline
+from safetensors.torch import load_file
+
+from wgunet import WGUNet
+from wgunet.config import load_config
+from wgunet.training import TrainingError, build_models, latest_checkpoint, train
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_distillation_exports_a_student_that_adopts_the_teacher_schedule(tiny_run, tiny_teacher):
+    config = load_config(None, tiny_run)
+    exported = train(config)
+    run = Path(config.output_dir)
+    assert exported == run / "model"
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-000003", "step-000006"]
+    pipeline = DDPMPipeline.from_pretrained(exported)
+    assert isinstance(pipeline.unet, WGUNet)
+    teacher_schedule = DDPMPipeline.from_pretrained(tiny_teacher).scheduler.config
+    assert pipeline.scheduler.config.prediction_type == "v_prediction" == teacher_schedule.prediction_type
+    assert pipeline.scheduler.config.num_train_timesteps == 100
+    # the aligners train with the student but stay out of the export
+    weights = load_file(exported / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not any("aligner" in k for k in weights)
+    assert any("aligner" in k for k in load_file(run / "checkpoints" / "step-000006" / "model.safetensors"))
+    images = pipeline(batch_size=2, num_inference_steps=3, output_type="np").images
+    assert images.shape == (2, 16, 16, 3)
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"ddpm", "spatial", "freq", "loss", "lr"} <= set(rows[0])
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(tiny_run, tmp_path):
+    config = load_config(None, tiny_run)
+    train(config)
+    run = Path(config.output_dir)
+    uninterrupted = metrics(run)
+    # stop after step 3: drop what came later, then resume
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(run, interrupted)
+    shutil.rmtree(interrupted / "checkpoints" / "step-000006")
+    shutil.rmtree(interrupted / "model")
+    lines = (interrupted / "metrics.jsonl").read_text().splitlines()[:3]
+    (interrupted / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrainingError, match="--resume"):
+        train(load_config(None, tiny_run + [f"output_dir={interrupted}"]))
+    train(load_config(None, tiny_run + [f"output_dir={interrupted}"]), resume=True)
+    assert metrics(interrupted) == uninterrupted
+    for name in ("model.safetensors", "model/unet/diffusion_pytorch_model.safetensors"):
+        a = load_file(run / "checkpoints" / "step-000006" / name)
+        b = load_file(interrupted / "checkpoints" / "step-000006" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, monkeypatch):
+    import wgunet.training as training
+
+    calls = {"n": 0}
+    real = training.loss_terms
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            terms["freq"] = terms["freq"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(training, "loss_terms", poisoned)
+    config = load_config(None, tiny_run)
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 5 .*freq nan.*step-000003.*--resume"):
+        train(config)
+    assert latest_checkpoint(config.output_dir).name == "step-000003"
+    DDPMPipeline.from_pretrained(latest_checkpoint(config.output_dir) / "model")  # still loads
+
+
+def test_switched_off_terms_skip_the_teacher_and_its_aligners(tiny_run):
+    model, _, teacher, taps = build_models(load_config(None, tiny_run + ["loss.lambda_spatial=0", "loss.lambda_freq=0"]))
+    assert teacher is None and taps is None and len(model.aligners) == 0
+    model, _, teacher, _ = build_models(load_config(None, tiny_run + ["loss.features=[mid]"]))
+    assert list(model.pairs) == ["mid"] and teacher is not None
+
+
+def test_teacher_mode_trains_a_plain_unet_with_the_ddpm_loss(tmp_path):
+    config = load_config("configs/teacher.yaml", [
+        "unet.block_out_channels=[8,16,16,16]", "unet.norm_num_groups=8", "unet.attention_head_dim=8", "max_steps=2",
+        "batch_size=4", "data.patches_per_image=2", f"output_dir={tmp_path}", "log_every=1"])
+    exported = train(config)
+    pipeline = DDPMPipeline.from_pretrained(exported)
+    assert type(pipeline.unet).__name__ == "UNet2DModel" and list(pipeline.unet.config.block_out_channels) == [8, 16, 16, 16]
+    assert set(metrics(tmp_path)[0]) == {"step", "ddpm", "loss", "lr"}
+
+
+def test_train_py_reports_bad_input_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "train.py", "max_step=3"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown config key 'max_step' (did you mean 'max_steps'?)"
+    result = subprocess.run([sys.executable, "train.py", f"teacher={tmp_path}", f"output_dir={tmp_path / 'r'}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "neither a diffusers model folder" in result.stderr
+
+
+MULTIPROCESS_SCRIPT = """
+import os, sys, torch
+from safetensors.torch import save_file
+from wgunet.config import load_config
+import wgunet.training as training
+
+captured = {}
+real = training.build_models
+def capture(config):
+    built = real(config)
+    captured["model"] = built[0]
+    return built
+training.build_models = capture
+config = load_config(None, sys.argv[2:])
+training.train(config)
+rank = os.environ['RANK']
+save_file({k: v.contiguous() for k, v in captured["model"].state_dict().items()}, f"{sys.argv[1]}/rank{rank}.safetensors")
+"""
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(MULTIPROCESS_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(script), str(tmp_path), *tiny_run, "max_steps=4", "checkpoint_every=2", "batch_size=4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    run = Path(load_config(None, tiny_run).output_dir)
+    saved = load_file(run / "checkpoints" / "step-000004" / "model.safetensors")
+    assert all(torch.equal(saved[k], a[k]) for k in a)
+    assert (run / "checkpoints" / "step-000004" / "random_states_1.pkl").is_file()  # each process's RNG state
+    DDPMPipeline.from_pretrained(run / "model")
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]

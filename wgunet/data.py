@@ -1,0 +1,173 @@
+"""Training and reference images as (3, S, S) float tensors in [-1, 1].
+
+Sources (``DataConfig.source``):
+- ``patches``: crops of the colour photographs that ship inside scikit-image, cut at several scales.
+  Natural photographs have the ~1/f^2 power spectra this project is about. The right-most 20% of
+  each photograph is held out, so the ``heldout`` split shares no pixel with ``train``.
+- an image folder: PNG, JPEG or WebP, searched recursively; resized (shorter side) and center-cropped.
+- a Hugging Face ``datasets`` name (or a ``datasets.Dataset``), with the image column detected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from .cli import UserError
+from .config import DataConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
+PATCH_SCALES = (1, 2, 4)  # each photograph is also cut after 2x and 4x area downsampling
+HELDOUT_FRACTION = 0.2
+
+
+class DataError(UserError, ValueError):
+    """Unusable input data; the message names the file or folder and the fix."""
+
+
+def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    """Resize the shorter side to ``size`` (bicubic, antialiased), center-crop, RGB, scale to [-1, 1]."""
+    image = image.convert("RGB")
+    w, h = image.size
+    scale = size / min(w, h)
+    if scale != 1:
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return array.float() / 127.5 - 1
+
+
+class TensorImages(Dataset):
+    """Images held in memory as uint8 (N, 3, S, S)."""
+
+    def __init__(self, images: torch.Tensor, names: list[str] | None = None):
+        self.images = images
+        self.names = names or [f"{i:06d}" for i in range(len(images))]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index].float() / 127.5 - 1
+
+
+def photograph_patches(size: int = 32, split: str = "train", per_image: int = 256, seed: int = 0) -> TensorImages:
+    """Deterministic crops of scikit-image's photographs; ``split`` is "train" or "heldout"."""
+    import skimage.data
+
+    if split not in ("train", "heldout"):
+        raise DataError(f"the patches set has splits 'train' and 'heldout', not {split!r}")
+    generator = np.random.default_rng(seed)
+    crops, names = [], []
+    for name in PHOTOGRAPHS:
+        photo = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        cut = round(photo.width * (1 - HELDOUT_FRACTION))
+        region = photo.crop((0, 0, cut, photo.height) if split == "train" else (cut, 0, photo.width, photo.height))
+        count = per_image if split == "train" else max(1, per_image // 4)
+        for scale in PATCH_SCALES:
+            scaled = region if scale == 1 else region.reduce(scale)
+            pixels = np.asarray(scaled)
+            if min(pixels.shape[:2]) < size:
+                continue
+            ys = generator.integers(0, pixels.shape[0] - size + 1, count)
+            xs = generator.integers(0, pixels.shape[1] - size + 1, count)
+            for i, (y, x) in enumerate(zip(ys, xs)):
+                crops.append(pixels[y : y + size, x : x + size])
+                names.append(f"{name}-s{scale}-{i:04d}")
+    images = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+    return TensorImages(images, names)
+
+
+class ImageFolder(Dataset):
+    """Every PNG / JPEG / WebP under ``root`` (recursive), checked when the dataset is built."""
+
+    def __init__(self, root: str | Path, size: int):
+        self.root, self.size = Path(root), size
+        if not self.root.is_dir():
+            raise DataError(f"image folder {str(self.root)!r} does not exist")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise DataError(
+                f"no images in {str(self.root)!r}: put PNG, JPEG or WebP files in it (subfolders are searched)"
+            )
+        for path in self.files:
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (UnidentifiedImageError, OSError, SyntaxError) as error:
+                raise DataError(f"{str(path)!r} is not a readable image ({error}): remove or replace it") from None
+        self.names = [str(p.relative_to(self.root)) for p in self.files]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.files[index]) as image:
+            return to_tensor(image, self.size)
+
+
+class HFImages(Dataset):
+    """A ``datasets.Dataset`` whose image column is found by feature type (or by value)."""
+
+    def __init__(self, dataset: Any, size: int, image_column: str | None = None):
+        self.dataset, self.size = dataset, size
+        self.column = image_column or self._detect_column(dataset)
+        if self.column not in dataset.column_names:
+            raise DataError(f"image column {self.column!r} not in the dataset; its columns are {dataset.column_names}")
+        if len(dataset) == 0:
+            raise DataError("the dataset is empty")
+
+    @staticmethod
+    def _detect_column(dataset: Any) -> str:
+        import datasets
+
+        for name, feature in dataset.features.items():
+            if isinstance(feature, datasets.Image):
+                return name
+        if len(dataset):
+            for name, value in dataset[0].items():
+                if isinstance(value, Image.Image):
+                    return name
+        raise DataError(f"no image column among {dataset.column_names}: set data.image_column")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_tensor(self.dataset[index][self.column], self.size)
+
+
+def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dataset:
+    """The dataset a config names. ``dataset`` passes a ready ``datasets.Dataset`` instead of a name."""
+    if dataset is not None:
+        return HFImages(dataset, config.sample_size, config.image_column)
+    if config.source == "patches":
+        return photograph_patches(config.sample_size, config.split, config.patches_per_image, seed)
+    if Path(config.source).exists():
+        return ImageFolder(config.source, config.sample_size)
+    looks_like_path = config.source.startswith((".", "/", "~")) or config.source.count("/") > 1
+    if looks_like_path:
+        raise DataError(f"image folder {config.source!r} does not exist")
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"{config.source!r} is neither 'patches' nor an existing folder; to use it as a Hugging Face "
+            "dataset, `pip install datasets`"
+        ) from None
+    try:
+        loaded = datasets.load_dataset(config.source, split=config.split)
+    except Exception as error:  # the datasets library raises many types for missing / offline data
+        raise DataError(
+            f"could not load dataset {config.source!r} (split {config.split!r}): {error}. Without internet, "
+            "download it elsewhere and pass the local folder, or use data.source=patches"
+        ) from None
+    return HFImages(loaded, config.sample_size, config.image_column)

@@ -1,0 +1,267 @@
+"""The training loop: spectrum-aware distillation of a WG-UNet student (or plain DDPM training of a teacher).
+
+Accelerate owns devices, processes, mixed precision, gradient accumulation and the resumable state.
+Everything random in a step (noise, timesteps, flips) comes from one generator per process that is
+saved with the checkpoint, so a run stopped and resumed repeats the uninterrupted run's losses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .cli import UserError
+from .config import TrainConfig, to_dict
+from .data import build_dataset
+from .losses import frequency_loss, spatial_loss
+from .model import WGUNet
+from .teacher import FeatureTaps, load_teacher, pair_by_resolution
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class TrainingError(UserError, RuntimeError):
+    """A run that cannot go on; the message says why and what to change."""
+
+
+class Distiller(nn.Module):
+    """The student plus 1x1 conv aligners that map its features onto the teacher's (aligners are not exported)."""
+
+    def __init__(self, student: WGUNet, pairs: dict[str, str], channels: dict[str, tuple[int, int]]):
+        super().__init__()
+        self.student = student
+        self.pairs = pairs  # student feature key -> teacher feature key
+        self.aligners = nn.ModuleDict(
+            {_module_key(s): nn.Conv2d(channels[s][0], channels[s][1], kernel_size=1) for s in pairs}
+        )
+
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The student's prediction, and its aligned features keyed by the teacher feature they match."""
+        out = self.student(noisy, timesteps, return_features=bool(self.pairs))
+        aligned = {t: self.aligners[_module_key(s)](out.features[s]) for s, t in self.pairs.items()}
+        return out.sample, aligned
+
+
+def _module_key(feature: str) -> str:
+    return feature.replace(".", "_")  # ModuleDict keys cannot hold dots
+
+
+class StepGenerator:
+    """A torch.Generator that Accelerate checkpoints (it needs state_dict / load_state_dict)."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["state"])
+
+
+def build_models(config: TrainConfig) -> tuple[nn.Module, DDPMScheduler, UNet2DModel | None, FeatureTaps | None]:
+    """(trainable module, noise schedule, frozen teacher or None, teacher taps or None) for ``config.mode``."""
+    if config.mode == "teacher":
+        return UNet2DModel(**config.unet), DDPMScheduler(**config.scheduler), None, None
+    teacher, scheduler = load_teacher(config.teacher, DTYPES[config.teacher_dtype])
+    # The student adopts the teacher's schedule and prediction_type: both then predict the same thing.
+    student = WGUNet(**{"sample_size": teacher.config.sample_size, **config.student})
+    if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
+        return Distiller(student, {}, {}), scheduler, None, None
+    taps = FeatureTaps(teacher)
+    with torch.no_grad():  # one dry pass reads both models' feature shapes
+        probe = torch.zeros(1, student.config.in_channels, student.config.sample_size, student.config.sample_size)
+        student_features = student(probe, 0, return_features=True).features
+        teacher(probe.to(teacher.dtype), 0)
+        teacher_features = taps.pop()
+    pairs = dict(pair_by_resolution(student_features, teacher_features, config.loss.features))
+    if not pairs:
+        raise TrainingError("the student and the teacher share no feature resolution: check student.block_out_channels")
+    channels = {s: (student_features[s].shape[1], teacher_features[t].shape[1]) for s, t in pairs.items()}
+    return Distiller(student, pairs, channels), scheduler, teacher, taps
+
+
+def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    if kind == "sample":
+        return x0
+    raise TrainingError(f"prediction_type {kind!r} is not supported (epsilon, v_prediction, sample)")
+
+
+def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """One batch's loss and its terms: L = l_ddpm * L_DDPM + l_s * L_spatial + l_f * L_freq (seed 000)."""
+    cpu = dict(generator=generator, device="cpu")
+    flip = torch.rand(x0.shape[0], **cpu) < (0.5 if config.data.hflip else 0.0)
+    x0 = torch.where(flip.to(x0.device)[:, None, None, None], x0.flip(-1), x0)
+    noise = torch.randn(x0.shape, **cpu).to(x0.device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), **cpu).to(x0.device)
+    noisy = scheduler.add_noise(x0, noise, t)
+    target = diffusion_target(scheduler, x0, noise, t)
+    output = model(noisy, t)
+    prediction, aligned = output if isinstance(output, tuple) else (output.sample, {})
+    terms = {"ddpm": F.mse_loss(prediction.float(), target.float())}
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_prediction = teacher(noisy.to(teacher.dtype), t).sample
+            teacher_features = taps.pop()
+        pairs = [(aligned[k], teacher_features[k]) for k in aligned] + [(prediction, teacher_prediction)]
+        terms["spatial"] = spatial_loss(pairs)
+        terms["freq"] = frequency_loss(pairs, x0, config.loss.alpha, config.loss.eps)
+    lambdas = {"ddpm": config.loss.lambda_ddpm, "spatial": config.loss.lambda_spatial, "freq": config.loss.lambda_freq}
+    terms["loss"] = sum(lambdas[k] * terms[k] for k in terms)
+    return terms
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete ``checkpoints/step-NNNNNN`` folder (unfinished ``.tmp`` writes are ignored)."""
+    found = sorted((Path(output_dir) / "checkpoints").glob("step-[0-9]*"))
+    return found[-1] if found else None
+
+
+def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path) -> None:
+    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/)."""
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
+    ema.restore(model.parameters())
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, exported: nn.Module, ema: EMAModel,
+                    scheduler: DDPMScheduler, keep: int) -> Path:
+    """Resumable state plus the exported EMA model, written under a temporary name and then renamed."""
+    checkpoints = output_dir / "checkpoints"
+    final, temporary = checkpoints / f"step-{step:06d}", checkpoints / f".step-{step:06d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))  # every process writes its own RNG state ...
+    accelerator.wait_for_everyone()  # ... before the folder is renamed
+    if accelerator.is_main_process:
+        export_pipeline(exported, ema, scheduler, temporary / "model")
+        shutil.rmtree(final, ignore_errors=True)
+        temporary.rename(final)
+        for old in sorted(checkpoints.glob("step-[0-9]*"))[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Path:
+    """Train (or resume) as ``config`` says; returns the exported pipeline folder ``output_dir/model``."""
+    output_dir, final = Path(config.output_dir), Path(config.output_dir) / "model"
+    latest = latest_checkpoint(output_dir)
+    if not resume and (latest or final.exists()):
+        raise TrainingError(f"{output_dir} already holds a run: pass --resume to continue it, or set output_dir=...")
+    accelerator = Accelerator(
+        cpu=not torch.accelerator.is_available(),  # Accelerate needs it to see torchrun's CPU processes as MULTI_CPU
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        log_with="tensorboard" if _has_tensorboard() else None,
+        project_dir=str(output_dir),
+    )
+    set_seed(config.seed)  # identical initial weights on every process
+    model, scheduler, teacher, taps = build_models(config)
+    if teacher is not None:
+        teacher.to(accelerator.device)
+    data = build_dataset(config.data, config.seed, dataset)
+    if len(data) < config.batch_size * accelerator.num_processes:
+        raise TrainingError(f"{len(data)} images cannot fill one batch of {config.batch_size} per process: "
+                            "lower batch_size or add images")
+    loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=config.data.num_workers)
+    optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay)
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    exported = model.student if isinstance(model, Distiller) else model
+    ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    ema.to(accelerator.device)
+    generator = StepGenerator(config.seed + 7919 * accelerator.process_index)  # its own noise on each process
+    accelerator.register_for_checkpointing(lr_schedule, ema, generator)
+    step = 0
+    if latest is not None:
+        accelerator.load_state(str(latest))
+        step = int(latest.name.split("-")[1])
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        accelerator.init_trackers("wgunet")
+    log = open(output_dir / "metrics.jsonl", "a") if accelerator.is_main_process else None
+    bar = tqdm(total=config.max_steps, initial=step, desc=config.mode, disable=not accelerator.is_main_process)
+    accumulation = config.gradient_accumulation_steps
+    epoch, skip = divmod(step * accumulation, len(loader))  # where the data order stood at the checkpoint
+    running = 0
+    while step < config.max_steps:
+        loader.set_epoch(epoch)
+        for x0 in accelerator.skip_first_batches(loader, skip) if skip else loader:
+            with accelerator.accumulate(model):
+                terms = loss_terms(model, scheduler, teacher, taps, x0, generator.generator, config)
+                values = accelerator.reduce(torch.stack(list(terms.values())).detach().float(), "mean")
+                if not torch.isfinite(values).all():
+                    raise TrainingError(
+                        f"non-finite loss at step {step + 1} ({_format(terms.keys(), values)}). Nothing was saved "
+                        f"after {latest_checkpoint(output_dir) or 'the start'}; lower lr or use mixed_precision=no, "
+                        "then continue with --resume")
+                accelerator.backward(terms["loss"])
+                if accelerator.sync_gradients and config.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            running = running + values / accumulation
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            lr_schedule.step()
+            ema.step(exported.parameters())
+            metrics = {"step": step, **dict(zip(terms, running.tolist())), "lr": lr_schedule.get_last_lr()[0]}
+            running = 0
+            bar.update()
+            bar.set_postfix_str(_format(terms, [metrics[k] for k in terms]))
+            if log is not None and (step % config.log_every == 0 or step == config.max_steps):
+                log.write(json.dumps(metrics) + "\n")
+                log.flush()
+                accelerator.log(metrics, step=step)
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                save_checkpoint(accelerator, output_dir, step, exported, ema, scheduler, config.keep_checkpoints)
+            if step >= config.max_steps:
+                break
+        epoch, skip = epoch + 1, 0
+    bar.close()
+    if accelerator.is_main_process:
+        log.close()
+        temporary = output_dir / ".model.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.copytree(latest_checkpoint(output_dir) / "model", temporary)
+        shutil.rmtree(final, ignore_errors=True)
+        temporary.rename(final)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+def _format(names, values) -> str:
+    return ", ".join(f"{name} {float(value):.4g}" for name, value in zip(names, values))
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
