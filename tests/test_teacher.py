@@ -4,7 +4,8 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.teacher import CheckpointError, FeatureTaps, load_teacher, pair_by_resolution, teacher_architecture
+from wgunet.checkpoints import CheckpointError
+from wgunet.teacher import FeatureTaps, load_teacher, pair_by_resolution, teacher_architecture
 
 
 def taps_of(unet: UNet2DModel, size: int) -> dict[str, tuple[int, ...]]:
@@ -60,10 +61,14 @@ def test_load_teacher_from_pipeline_and_bare_folders(tiny_teacher, tmp_path):
 def test_load_teacher_errors_name_the_problem(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="neither a diffusers model folder"):
         load_teacher(str(tmp_path))
-    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "config.json").write_text('{"_class_name": "UNet2DModel"}')
     (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="could not load the UNet2DModel"):
         load_teacher(str(tmp_path))
+    WGUNet(sample_size=16, block_out_channels=(8, 16), norm_num_groups=8, attention_head_dim=8).save_pretrained(
+        tmp_path / "student")
+    with pytest.raises(CheckpointError, match="the teacher must be a diffusers UNet2DModel.*holds a WGUNet"):
+        load_teacher(str(tmp_path / "student"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="could not be fetched from the Hub.*huggingface-cli download"):
         load_teacher("google/ddpm-cifar10-32")

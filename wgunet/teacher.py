@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from .cli import UserError
+from .checkpoints import CheckpointError, load_model
 
 # The published teachers' unet/config.json, so that their architecture can be built without a download.
 _DDPM_COMMON: dict[str, Any] = dict(
@@ -41,73 +40,12 @@ def teacher_architecture(name: str, **overrides: Any) -> UNet2DModel:
     return UNet2DModel(**{**TEACHER_ARCHITECTURES[name], **overrides})
 
 
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that cannot be loaded; the message names it and the fix."""
-
-
-def _is_pipeline_folder(path: Path) -> bool:
-    return (path / "unet" / "config.json").is_file()
-
-
-def load_scheduler_config(path: str | Path) -> dict[str, Any] | None:
-    """The noise-schedule config stored with a model: ``scheduler/`` or a root ``scheduler_config.json``."""
-    path = Path(path)
-    for candidate in (path / "scheduler" / "scheduler_config.json", path / "scheduler_config.json"):
-        if candidate.is_file():
-            return dict(DDPMScheduler.load_config(candidate.parent))
-    return None
-
-
 def load_teacher(name_or_path: str, dtype: torch.dtype = torch.float32) -> tuple[UNet2DModel, DDPMScheduler]:
-    """A frozen UNet2DModel in eval mode, and the DDPM noise schedule it was trained with.
-
-    ``name_or_path`` is a local folder (a bare model folder, or a pipeline folder with ``unet/`` and
-    ``scheduler/``) or a Hub id, which goes through the same ``from_pretrained`` calls.
-    """
-    path = Path(name_or_path)
-    if path.exists():
-        if not path.is_dir():
-            raise CheckpointError(f"teacher {name_or_path!r} is a file; pass the model or pipeline folder that holds it")
-        subfolder = "unet" if _is_pipeline_folder(path) else None
-        if subfolder is None and not (path / "config.json").is_file():
-            raise CheckpointError(
-                f"{name_or_path!r} is neither a diffusers model folder (config.json + weights) nor a pipeline "
-                "folder (unet/ + scheduler/)"
-            )
-        unet = _from_pretrained(name_or_path, subfolder, dtype)
-        scheduler_config = load_scheduler_config(path)
-    else:
-        unet, scheduler_config = _from_hub(name_or_path, dtype)
-    unet.requires_grad_(False).eval()
-    if scheduler_config is None:
-        # A bare model carries no schedule: DDPM's published one (linear 1e-4..0.02, 1000 steps) is assumed.
-        scheduler = DDPMScheduler()
-    else:
-        scheduler = DDPMScheduler.from_config(scheduler_config)
-    return unet, scheduler
-
-
-def _from_pretrained(name_or_path: str, subfolder: str | None, dtype: torch.dtype) -> UNet2DModel:
-    try:
-        # diffusers prefers safetensors; a legacy .bin is read with torch.load(weights_only=True), no code runs.
-        return UNet2DModel.from_pretrained(name_or_path, subfolder=subfolder, torch_dtype=dtype)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise CheckpointError(f"could not load the UNet2DModel in {name_or_path!r}: {error}") from None
-
-
-def _from_hub(repo_id: str, dtype: torch.dtype) -> tuple[UNet2DModel, dict[str, Any] | None]:
-    """Hub ids come as pipelines (``unet/``) or as bare models with a root scheduler config."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "unet/*", "scheduler/*"])
-    except Exception as error:  # offline, unknown repo, gated repo: huggingface_hub has many error types
-        raise CheckpointError(
-            f"{repo_id!r} is not a local folder and could not be fetched from the Hub ({type(error).__name__}). "
-            f"Where there is internet, run `huggingface-cli download {repo_id} --local-dir DIR` and pass DIR"
-        ) from None
-    subfolder = "unet" if _is_pipeline_folder(Path(folder)) else None
-    return _from_pretrained(folder, subfolder, dtype), load_scheduler_config(folder)
+    """A frozen UNet2DModel in eval mode, and the DDPM noise schedule it was trained with (see ``load_model``)."""
+    unet, scheduler = load_model(name_or_path, dtype)
+    if not isinstance(unet, UNet2DModel):
+        raise CheckpointError(f"the teacher must be a diffusers UNet2DModel; {name_or_path!r} holds a {type(unet).__name__}")
+    return unet.requires_grad_(False), scheduler
 
 
 class FeatureTaps:

@@ -82,17 +82,24 @@ def build_models(config: TrainConfig) -> tuple[nn.Module, DDPMScheduler, UNet2DM
     student = WGUNet(**{"sample_size": teacher.config.sample_size, **config.student})
     if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
         return Distiller(student, {}, {}), scheduler, None, None
+    distiller, taps = attach_teacher(student, teacher, config.loss.features)
+    return distiller, scheduler, teacher, taps
+
+
+def attach_teacher(student: WGUNet, teacher: UNet2DModel, stages: tuple[str, ...]) -> tuple[Distiller, FeatureTaps]:
+    """Tap the teacher, pair the features by resolution and build the aligners (one dry pass reads the shapes)."""
     taps = FeatureTaps(teacher)
-    with torch.no_grad():  # one dry pass reads both models' feature shapes
-        probe = torch.zeros(1, student.config.in_channels, student.config.sample_size, student.config.sample_size)
+    with torch.no_grad():
+        size = student.config.sample_size
+        probe = torch.zeros(1, student.config.in_channels, size, size, device=student.device)
         student_features = student(probe, 0, return_features=True).features
-        teacher(probe.to(teacher.dtype), 0)
+        teacher(probe.to(teacher.device, teacher.dtype), 0)
         teacher_features = taps.pop()
-    pairs = dict(pair_by_resolution(student_features, teacher_features, config.loss.features))
+    pairs = dict(pair_by_resolution(student_features, teacher_features, stages))
     if not pairs:
         raise TrainingError("the student and the teacher share no feature resolution: check student.block_out_channels")
     channels = {s: (student_features[s].shape[1], teacher_features[t].shape[1]) for s, t in pairs.items()}
-    return Distiller(student, pairs, channels), scheduler, teacher, taps
+    return Distiller(student, pairs, channels), taps
 
 
 def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

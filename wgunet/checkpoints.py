@@ -1,0 +1,83 @@
+"""Loading diffusion models: WG-UNet students and diffusers UNet2DModels, from folders or the Hub.
+
+Accepted: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) such as training exports,
+a bare model folder (``config.json`` + weights), a training run or checkpoint folder (its ``model/``),
+or a Hub id, which is downloaded and then read through the same ``from_pretrained`` calls.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from .cli import UserError
+from .model import WGUNet
+
+MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "WGUNet": WGUNet}
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be loaded; the message names it and the fix."""
+
+
+def load_scheduler_config(path: str | Path) -> dict[str, Any] | None:
+    """The noise-schedule config stored with a model: ``scheduler/`` or a root ``scheduler_config.json``."""
+    path = Path(path)
+    for candidate in (path / "scheduler" / "scheduler_config.json", path / "scheduler_config.json"):
+        if candidate.is_file():
+            return dict(DDPMScheduler.load_config(candidate.parent))
+    return None
+
+
+def model_folder(path: Path) -> Path:
+    """The folder that holds the model config: ``unet/`` of a pipeline, the folder itself, or a run's ``model/``."""
+    for candidate in (path / "unet", path, path / "model" / "unet", path / "model"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise CheckpointError(
+        f"{str(path)!r} is neither a diffusers model folder (config.json + weights), a pipeline folder "
+        "(unet/ + scheduler/) nor a training run (model/): pass one of those"
+    )
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, DDPMScheduler]:
+    """(model in eval mode, the DDPM schedule it was trained with) from a folder or a Hub id."""
+    path = Path(name_or_path)
+    if not path.exists():
+        if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
+            raise CheckpointError(f"checkpoint {str(name_or_path)!r} does not exist (nor is it a Hub id like org/name)")
+        path = _download(str(name_or_path))
+    elif not path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is a file; pass the model or pipeline folder that holds it")
+    folder = model_folder(path)
+    try:
+        class_name = json.loads((folder / "config.json").read_text()).get("_class_name")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{str(folder / 'config.json')!r} is not valid JSON ({error})") from None
+    if class_name not in MODEL_CLASSES:
+        raise CheckpointError(f"{str(folder)!r} holds a {class_name!r}; supported: {', '.join(MODEL_CLASSES)}")
+    try:
+        # safetensors first; a legacy .bin is read with torch.load(weights_only=True), so no code runs.
+        model = MODEL_CLASSES[class_name].from_pretrained(folder, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise CheckpointError(f"could not load the {class_name} in {str(folder)!r}: {error}") from None
+    schedule = load_scheduler_config(folder.parent) if folder.name == "unet" else load_scheduler_config(folder)
+    # A bare model carries no schedule: DDPM's published one (linear 1e-4..0.02, 1000 steps) is assumed.
+    scheduler = DDPMScheduler.from_config(schedule) if schedule else DDPMScheduler()
+    return model.eval(), scheduler
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "unet/*", "scheduler/*"]))
+    except Exception as error:  # offline, unknown or gated repo: huggingface_hub has many error types
+        raise CheckpointError(
+            f"{repo_id!r} is not a local folder and could not be fetched from the Hub ({type(error).__name__}). "
+            f"Where there is internet, run `huggingface-cli download {repo_id} --local-dir DIR` and pass DIR"
+        ) from None

@@ -1,0 +1,152 @@
+"""Sampling: images from any checkpoint with DDPM, DDIM or DPM-Solver++, batched, seeded, resumable.
+
+Image ``i`` of a run is drawn from its own generator, seeded from (seed, i), for its initial noise and
+for every stochastic step; so the images do not depend on the batch size or on where a run resumed.
+Finished images are numbered PNGs written atomically; they are the run's state for ``resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .checkpoints import load_model
+from .cli import UserError
+
+SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
+DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full training chain
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+GRID_IMAGES = 64
+
+
+class SamplingError(UserError):
+    """A sampling run that cannot start; the message names the problem and the fix."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    return torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+
+
+def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto", dtype: str = "float32") -> DDPMPipeline:
+    """A pipeline of the checkpoint's model and the chosen sampler, built from the model's own noise schedule."""
+    if scheduler not in SCHEDULERS:
+        raise SamplingError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    model, training_schedule = load_model(checkpoint, DTYPES[dtype])
+    sampler = SCHEDULERS[scheduler].from_config(training_schedule.config)
+    pipeline = DDPMPipeline(unet=model, scheduler=sampler).to(pick_device(device))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def image_generator(seed: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)  # one stream per (seed, image)
+
+
+@torch.no_grad()
+def sample_images(pipeline: DDPMPipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
+    """uint8 images (B, H, W, C) for the given image indices."""
+    generators = [image_generator(seed, i) for i in indices]
+    images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np").images
+    return (images * 255).round().astype(np.uint8)
+
+
+def default_batch_size(sample_size: int) -> int:
+    return max(1, 128 * 32 * 32 // sample_size**2)  # about 400k pixels a batch: 128 at 32x32, 2 at 256x256
+
+
+def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str = "ddim", steps: int | None = None,
+                 batch_size: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "float32",
+                 resume: bool = False, overwrite: bool = False) -> dict:
+    """Write ``num`` images as ``out/NNNNNN.png``, ``out/grid.png`` and ``out/samples.npz``; returns the run record."""
+    out = Path(out)
+    pipeline = load_pipeline(checkpoint, scheduler, device, dtype)
+    steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
+    record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
+              "sample_size": pipeline.unet.config.sample_size}
+    todo = _prepare_folder(out, num, record, resume, overwrite)
+    batch_size = batch_size or default_batch_size(pipeline.unet.config.sample_size)
+    bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}")
+    started = time.perf_counter()
+    for first in range(0, len(todo), batch_size):
+        indices = todo[first : first + batch_size]
+        for index, image in zip(indices, sample_images(pipeline, indices, seed, steps)):
+            _write_png(image, out / f"{index:06d}.png")
+        bar.update(len(indices))
+    bar.close()
+    seconds = time.perf_counter() - started
+    images_per_second = len(todo) / seconds if todo else float("nan")
+    _finish(out, num)
+    record.update(num=num, sampled_now=len(todo), seconds=round(seconds, 3), images_per_second=images_per_second)
+    return record
+
+
+def _prepare_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool) -> list[int]:
+    """The indices still to draw; refuses to mix runs or to overwrite images silently."""
+    settings = out / "sampling.json"
+    existing = sorted(out.glob("[0-9]*.png")) if out.is_dir() else []
+    if resume and overwrite:
+        raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
+    if existing and not (resume or overwrite):
+        raise SamplingError(f"{str(out)!r} already holds {len(existing)} images: pass --resume to continue that run, "
+                            "--overwrite to replace it, or another --out")
+    if overwrite:
+        for path in existing + [out / "grid.png", out / "samples.npz", settings]:
+            path.unlink(missing_ok=True)
+        existing = []
+    if existing:
+        before = json.loads(settings.read_text()) if settings.is_file() else {}
+        changed = [k for k in record if before.get(k) != record[k]]
+        if changed:
+            raise SamplingError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
+                                "resume with the same ones, or use --overwrite or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps(record, indent=1))
+    done = {int(p.stem) for p in existing}
+    return [i for i in range(num) if i not in done]
+
+
+def _write_png(image: np.ndarray, path: Path) -> None:
+    temporary = path.with_suffix(".tmp")
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(temporary, format="PNG")
+    temporary.rename(path)  # an interrupted write never leaves a truncated image behind
+
+
+def _finish(out: Path, num: int) -> None:
+    """``grid.png`` of the first images and ``samples.npz`` (uint8, N x H x W x C), streamed through a memmap."""
+    paths = [out / f"{i:06d}.png" for i in range(num)]
+    def read(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            return np.atleast_3d(np.asarray(image))
+
+    first = read(paths[0])
+    scratch = out / ".samples.npy"
+    images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(num, *first.shape))
+    for i, path in enumerate(paths):
+        images[i] = read(path)
+    np.savez(out / "samples.npz", images=images)
+    grid = make_grid(np.asarray(images[:GRID_IMAGES]))
+    Image.fromarray(grid).save(out / "grid.png")
+    del images
+    scratch.unlink()
+
+
+def make_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    """A square-ish grid of (N, H, W, C) uint8 images on a white background."""
+    n, h, w = images.shape[:3]
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, *images.shape[3:]), 255, np.uint8)
+    for i, image in enumerate(images):
+        y, x = divmod(i, columns)
+        grid[pad + y * (h + pad) : (y + 1) * (h + pad), pad + x * (w + pad) : (x + 1) * (w + pad)] = image
+    return grid
