@@ -171,3 +171,46 @@ def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dat
             "download it elsewhere and pass the local folder, or use data.source=patches"
         ) from None
     return HFImages(loaded, config.sample_size, config.image_column)
+
+
+def load_image_set(source: str | Path, size: int = 32, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """uint8 images (N, 3, H, W) and their names, for evaluation, from:
+
+    - ``patches:train`` / ``patches:heldout``: the built-in photographs at ``size`` (evaluation uses heldout);
+    - an ``.npz`` with an ``images`` array (N, H, W, C), or a sample.py folder that holds one;
+    - a folder of PNG / JPEG / WebP images, all of one size (they are not resized: that would change their spectra).
+    """
+    text = str(source)
+    if Path(text).is_dir() and (Path(text) / "samples.npz").is_file():
+        text = str(Path(text) / "samples.npz")  # a sample.py folder: its array (the folder also holds grid.png)
+    if text.startswith("patches:"):
+        patches = photograph_patches(size, text.split(":", 1)[1])
+        images, names = patches.images, patches.names
+    elif text.endswith(".npz"):
+        if not Path(text).is_file():
+            raise DataError(f"{text!r} does not exist")
+        try:
+            with np.load(text) as archive:
+                array = archive["images"]
+        except (OSError, ValueError, KeyError) as error:
+            raise DataError(f"{text!r} is not an npz with an 'images' array (N, H, W, C) of uint8: {error}") from None
+        if array.ndim != 4 or array.dtype != np.uint8:
+            raise DataError(f"{text!r}: 'images' must be uint8 (N, H, W, C), got {array.dtype} {array.shape}")
+        images = torch.from_numpy(array).permute(0, 3, 1, 2)
+        names = [f"{i:06d}" for i in range(len(images))]
+    else:
+        folder = ImageFolder(text, size)
+        arrays = []
+        for path in folder.files:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("RGB")))
+        shapes = sorted({a.shape for a in arrays})
+        if len(shapes) > 1:
+            raise DataError(f"images in {text!r} have different sizes {[s[:2] for s in shapes][:4]}: "
+                            "evaluation needs one size (resize them first, or sample again)")
+        images, names = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), folder.names
+    if len(images) == 0:
+        raise DataError(f"{text!r} holds no images")
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return images[:limit].contiguous(), names[:limit]

@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+from PIL import Image
+
+from wgunet import WGUNet
+from wgunet.data import DataError, load_image_set
+from wgunet.probe import spectral_probe
+
+
+def test_image_sets_from_npz_folder_and_builtin(tmp_path):
+    array = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", images=array)
+    images, names = load_image_set(tmp_path / "s.npz")
+    assert images.shape == (5, 3, 8, 8) and torch.equal(images.permute(0, 2, 3, 1), torch.from_numpy(array))
+    for i, image in enumerate(array):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    folder, names = load_image_set(tmp_path)
+    assert torch.equal(folder, images) and names[0] == "0.png"
+    held, _ = load_image_set("patches:heldout", size=16, limit=7)
+    assert held.shape == (7, 3, 16, 16) and held.dtype == torch.uint8
+
+
+def test_image_set_errors(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (16, 8)).save(tmp_path / "b.png")
+    with pytest.raises(DataError, match="different sizes.*one size"):
+        load_image_set(tmp_path)
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(DataError, match="not an npz with an 'images' array"):
+        load_image_set(tmp_path / "bad.npz")
+    np.savez(tmp_path / "float.npz", images=np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(DataError, match="must be uint8"):
+        load_image_set(tmp_path / "float.npz")
+
+
+def test_probe_wiener_filter_recovers_fewer_radii_as_noise_grows():
+    reference, _ = load_image_set("patches:heldout", size=16, limit=64)
+    model = WGUNet(sample_size=16, block_out_channels=(8, 16), norm_num_groups=8, attention_head_dim=8).eval()
+    result = spectral_probe({"random student": (model, DDPMScheduler())}, reference, timesteps=(20, 200, 600, 950))
+    wiener = result["models"]["optimal linear (Wiener)"]
+    assert wiener["cutoff"] == sorted(wiener["cutoff"], reverse=True) and wiener["cutoff"][0] > wiener["cutoff"][-1]
+    assert np.mean(wiener["recovered"][0][:3]) > 0.8  # almost no noise: low radii come back
+    student = result["models"]["random student"]
+    assert len(student["recovered"]) == 4 and len(student["power"][0]) == len(result["radius"])
+    assert np.mean(student["recovered"][0]) < np.mean(wiener["recovered"][0])  # an untrained model recovers less
+
+
+@pytest.mark.slow
+def test_sample_then_eval_spectrum_and_probe_end_to_end(tiny_teacher, tmp_path):
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "sample.py", str(tiny_teacher), "--num", "12", "--steps", "2", "--seed",
+                        str(len(name)), "--out", str(tmp_path / name)], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", f"teacher={tmp_path / 'a'}",
+                             "--generated2", str(tmp_path / "b" / "samples.npz"), "--reference", "patches:heldout",
+                             "--size", "16", "--limit", "40", "--bootstrap", "20", "--features", "randconv",
+                             "--out", str(tmp_path / "eval")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["reduced_spectrum"]) == {"radius", "real", "teacher", "b"}
+    assert len(metrics["reduced_spectrum"]["teacher"]) == len(metrics["reduced_spectrum"]["radius"])
+    score = metrics["scores"]["teacher"]["high_frequency_ratio"]
+    assert score["ci95"][0] <= score["value"] <= score["ci95"][1]
+    assert "NOT comparable" in metrics["fid_kid"]["b"]["features"]
+    assert (tmp_path / "eval" / "spectra.png").stat().st_size > 10_000
+    result = subprocess.run([sys.executable, "eval.py", "probe", f"teacher={tiny_teacher}", "--size", "16", "--num",
+                             "16", "--timesteps", "10,90", "--out", str(tmp_path / "probe")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| 10 |" in (tmp_path / "probe" / "probe.md").read_text() and (tmp_path / "probe" / "probe.png").is_file()
+    result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", str(tmp_path / "missing"),
+                             "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,76 @@
+"""The evaluation commands behind eval.py: spectra and scores of image sets, and the spectral-bias probe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoints import load_model
+from .data import load_image_set
+from .metrics import fid_kid
+from .plots import plot_probe, plot_spectra
+from .probe import DEFAULT_TIMESTEPS, probe_table, spectral_probe
+from .spectral import image_statistics, spectral_scores
+
+
+def named_sources(values: list[str]) -> dict[str, str]:
+    """``name=path`` or ``path`` (named after the path) for each image set."""
+    named = {}
+    for value in values:
+        name, _, path = value.rpartition("=") if "=" in value else (None, "", value)
+        parts = [p for p in Path(path).parts if p not in ("model", "samples", "samples.npz", "/")]
+        named[name or (parts[-1] if parts else path)] = path
+    return named
+
+
+def evaluate_spectrum(generated: dict[str, str], reference: str, out: str | Path, *, features: str = "auto",
+                      size: int = 32, limit: int | None = None, bootstrap: int = 200, fid: bool = True) -> dict:
+    """Write ``metrics.json`` (reduced spectra, spectral scores with 95% intervals, FID/KID) and ``spectra.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    real_images, _ = load_image_set(reference, size, limit)
+    real = image_statistics(real_images)
+    metrics = {"reference": reference, "num_reference": len(real_images),
+               "reduced_spectrum": {"radius": real["radius"].tolist(), "real": real["spectra"].mean(0).tolist()},
+               "scores": {}, "fid_kid": {}}
+    for name, source in generated.items():
+        images, _ = load_image_set(source, size, limit)
+        stats = image_statistics(images)
+        metrics["reduced_spectrum"][name] = stats["spectra"].mean(0).tolist()
+        metrics["scores"][name] = {"num": len(images), **spectral_scores(stats, real, bootstrap)}
+        if fid:
+            metrics["fid_kid"][name] = fid_kid(images, real_images, features)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    curves = {("real (" + reference + ")" if k == "real" else k): v for k, v in metrics["reduced_spectrum"].items()
+              if k != "radius"}
+    plot_spectra(metrics["reduced_spectrum"]["radius"], curves, out / "spectra.png")
+    return metrics
+
+
+def run_probe(checkpoints: dict[str, str], reference: str, out: str | Path, *, size: int = 32, limit: int = 256,
+              timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS, seed: int = 0) -> dict:
+    """Write ``probe.json``, ``probe.md`` (cut-off radius per model and t) and ``probe.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images, _ = load_image_set(reference, size, limit)
+    models = {name: load_model(path) for name, path in checkpoints.items()}
+    result = spectral_probe(models, images, timesteps, seed)
+    (out / "probe.json").write_text(json.dumps(result, indent=1))
+    (out / "probe.md").write_text(probe_table(result) + "\n")
+    plot_probe(result, out / "probe.png")
+    return result
+
+
+def format_scores(metrics: dict) -> str:
+    """A plain-text table of every score with its interval, one row per generated set."""
+    lines = []
+    for name, scores in metrics["scores"].items():
+        lines.append(f"{name} ({scores['num']} images vs {metrics['num_reference']} reference)")
+        for key, score in scores.items():
+            if key != "num":
+                lines.append(f"  {key:26s} {score['value']:9.4f}  [{score['ci95'][0]:.4f}, {score['ci95'][1]:.4f}]")
+        if name in metrics["fid_kid"]:
+            f = metrics["fid_kid"][name]
+            lines.append(f"  {'fid':26s} {f['fid']:9.4f}   kid {f['kid_mean']:.5f} +- {f['kid_std']:.5f}  [{f['features']}]")
+    return "\n".join(lines)
+

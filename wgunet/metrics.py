@@ -1,0 +1,130 @@
+"""FID and KID through torchmetrics, with the feature extractor chosen by name (or passed as a module).
+
+- ``inception``: the standard torch-fidelity Inception-V3 (optional extra ``[inception]``); its weights file
+  must already be in torch's hub cache, since nothing is downloaded here.
+- ``dinov2``: facebook/dinov2-base through transformers, from the local Hugging Face cache.
+- ``randconv``: a fixed, seeded random conv net. Works offline with no weights; its scores rank models
+  against each other on this project's data but are NOT comparable to any published FID.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from .cli import UserError
+
+INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # the file torch-fidelity downloads
+DINOV2 = "facebook/dinov2-base"
+EXTRACTORS = ("inception", "dinov2", "randconv")
+
+
+class MetricError(UserError):
+    """A feature extractor that cannot be used here; the message says what to install or where to put weights."""
+
+
+class RandomConvFeatures(nn.Module):
+    """Weights-free features: a seeded random conv net (uint8 images in, 256 features out), for offline use."""
+
+    num_features = 256
+    label = "randconv (random conv features, offline; NOT comparable to published FID)"
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        widths = [3, 32, 64, 128, self.num_features]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(cout, cin, 3, 3, generator=generator) / (cin * 9) ** 0.5, requires_grad=False)
+            for cin, cout in zip(widths, widths[1:])
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 127.5 - 1
+        x = F.interpolate(x, size=(32, 32), mode="area") if x.shape[-1] != 32 else x  # one scale for every set
+        for depth, weight in enumerate(self.weights):
+            x = F.leaky_relu(F.conv2d(x, weight, padding=1, stride=1 if depth == 0 else 2), 0.2)
+        return x.mean(dim=(-2, -1))
+
+
+class DINOv2Features(nn.Module):
+    """CLS features of DINOv2 (ImageNet-normalised 224x224 input) from the local Hugging Face cache."""
+
+    label = f"dinov2 ({DINOV2})"
+
+    def __init__(self):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.model = AutoModel.from_pretrained(DINOV2, local_files_only=True).eval()
+        self.num_features = self.model.config.hidden_size
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406])[:, None, None])
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[:, None, None])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images.float() / 255, size=(224, 224), mode="bicubic", align_corners=False)
+        return self.model(pixel_values=(x - self.mean) / self.std).pooler_output
+
+
+def inception_weights_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+
+
+def feature_extractor(name: str = "auto") -> tuple[nn.Module | int, str]:
+    """(torchmetrics ``feature`` argument, label for every output). ``auto``: the best one available."""
+    if name == "auto":
+        for candidate in ("inception", "dinov2"):
+            try:
+                return feature_extractor(candidate)
+            except MetricError:
+                continue
+        return feature_extractor("randconv")
+    if name == "inception":
+        if importlib.util.find_spec("torch_fidelity") is None:
+            raise MetricError("the inception extractor needs torch-fidelity: pip install 'wgunet[inception]' "
+                              "(or use --features randconv, offline and labelled not comparable)")
+        if not inception_weights_path().is_file():
+            raise MetricError(f"Inception weights not found: put {INCEPTION_WEIGHTS} (from torch-fidelity's releases) "
+                              f"at {inception_weights_path()}, or set TORCH_HOME to a folder whose hub/checkpoints/ has it")
+        return 2048, "inception (torch-fidelity Inception-V3, pool3, 2048 features)"
+    if name == "dinov2":
+        if importlib.util.find_spec("transformers") is None:
+            raise MetricError("the dinov2 extractor needs transformers: pip install transformers")
+        try:
+            module = DINOv2Features()
+        except OSError as error:
+            raise MetricError(f"{DINOV2} is not in the local Hugging Face cache ({error}); where there is internet, "
+                              f"run `huggingface-cli download {DINOV2}`") from None
+        return module, module.label
+    if name == "randconv":
+        return RandomConvFeatures(), RandomConvFeatures.label
+    raise MetricError(f"unknown feature extractor {name!r}; choose auto, {', '.join(EXTRACTORS)}")
+
+
+@torch.no_grad()
+def fid_kid(generated: torch.Tensor, reference: torch.Tensor, features: str | nn.Module = "auto",
+            batch_size: int = 256) -> dict[str, float | str]:
+    """FID and KID (mean, std over subsets) of uint8 (N, 3, H, W) image sets, and the extractor's label."""
+    if isinstance(features, nn.Module):
+        feature, label = features, getattr(features, "label", type(features).__name__)
+    else:
+        feature, label = feature_extractor(features)
+    if min(len(generated), len(reference)) < 2:
+        raise MetricError("FID and KID need at least 2 images in each set")
+    fid = FrechetInceptionDistance(feature=feature, reset_real_features=True)
+    with warnings.catch_warnings():  # KID keeps every feature in memory; at these set sizes that is intended
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=feature, subset_size=min(1000, len(generated), len(reference)),
+                                      subsets=50)
+    for metric in (fid, kid):
+        for real, images in ((True, reference), (False, generated)):
+            for first in range(0, len(images), batch_size):
+                metric.update(images[first : first + batch_size], real=real)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std), "features": label}

@@ -1,0 +1,42 @@
+"""Figures (matplotlib, Agg): reduced spectra and the spectral-bias probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_spectra(radius: list[float], spectra: dict[str, list[float]], path: str | Path, title: str = "") -> None:
+    """Mean reduced spectra on log-log axes, one curve per image set."""
+    figure, axis = plt.subplots(figsize=(6, 4.2))
+    for name, curve in spectra.items():
+        axis.loglog(radius, curve, label=name, linewidth=2 if name.startswith("real") else 1.5)
+    axis.axvspan(2 / 3, 1, color="0.9", zorder=0, label="high band (r >= 2/3)")
+    axis.set(xlabel="normalised radius r (1 = corner)", ylabel="mean power", title=title or "reduced spectra")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_probe(result: dict, path: str | Path) -> None:
+    """Recovered share of the clean spectrum vs radius, one panel per timestep, one line per model."""
+    timesteps = result["timesteps"]
+    figure, axes = plt.subplots(1, len(timesteps), figsize=(3 * len(timesteps), 3.2), sharey=True, squeeze=False)
+    for i, (axis, t) in enumerate(zip(axes[0], timesteps)):
+        for name, curves in result["models"].items():
+            axis.semilogx(result["radius"], curves["recovered"][i], label=name,
+                          linestyle="--" if "Wiener" in name else "-")
+        axis.axhline(0.5, color="0.6", linewidth=0.8)
+        axis.set(title=f"t = {t}", xlabel="r", ylim=(-0.5, 1.05))
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("recovered: 1 - S(x0_hat - x0) / S(x0)")
+    axes[0][-1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
