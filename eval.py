@@ -1,8 +1,9 @@
-"""Evaluate generated images and checkpoints: python eval.py {spectrum,probe} ...
+"""Evaluate generated images and checkpoints: python eval.py {spectrum,probe,finc} ...
 
   spectrum  reduced spectra, spectral scores (log-spectral distance, LFD, high-frequency ratio, per-band
             errors, 95% bootstrap intervals) and FID/KID of generated sets against a reference set
   probe     per-timestep spectral-bias probe of checkpoints against the optimal linear denoiser
+  finc      FINC differential clustering: the modes a test set has more of than a reference, and those it misses
 
 Image sets are a folder of same-size images, an .npz from sample.py, or patches:heldout (built-in).
 Name a set with name=path, e.g. --generated teacher=runs/teacher_samples.
@@ -40,6 +41,22 @@ def main() -> int:
     probe.add_argument("--num", type=int, default=256, help="reference images used")
     probe.add_argument("--size", type=int, default=32, help="image size of the built-in reference")
     probe.add_argument("--seed", type=int, default=0, help="seed of the noise added to the reference images")
+    finc = commands.add_parser("finc", help="FINC modes the test set over- and under-produces against the reference")
+    finc.add_argument("--test", required=True, help="the set under test (e.g. student samples): DIR_OR_NPZ")
+    finc.add_argument("--reference", required=True, help="the set it is compared with (e.g. teacher samples)")
+    finc.add_argument("--out", required=True, help="folder for finc.json, finc_modes.png and the feature cache")
+    finc.add_argument("--features", default="teacher", choices=["teacher", "pixels", "inception", "dinov2"],
+                      help="embedding: teacher (mid-block of --teacher at small t, offline; default), pixels "
+                      "(downsampled), inception or dinov2 (need their weights)")
+    finc.add_argument("--teacher", default="assets/teacher", help="UNet2DModel for --features teacher")
+    finc.add_argument("--sigma", type=float, default=None, help="kernel bandwidth (default: half the median distance)")
+    finc.add_argument("--rho", type=float, default=1.0, help="novelty threshold in C_test - rho C_reference")
+    finc.add_argument("--r", type=int, default=2000, help="random Fourier features (2r dimensions)")
+    finc.add_argument("--num-modes", type=int, default=10, help="modes reported per direction, at most")
+    finc.add_argument("--top-k", type=int, default=25, help="top samples listed per mode")
+    finc.add_argument("--cache", default=None, help="feature cache folder (default OUT/feature_cache)")
+    finc.add_argument("--size", type=int, default=32, help="image size of built-in sets")
+    finc.add_argument("--seed", type=int, default=0, help="seed of the Fourier features and the noise split")
     args = parser.parse_args()
     return run_cli(lambda: COMMANDS[args.command](args))
 
@@ -64,7 +81,19 @@ def _probe(args: argparse.Namespace) -> None:
     print(f"table: {args.out}/probe.md\nplot: {args.out}/probe.png\ndata: {args.out}/probe.json")
 
 
-COMMANDS = {"spectrum": _spectrum, "probe": _probe}
+def _finc(args: argparse.Namespace) -> None:
+    from wgunet.evaluate import run_finc
+
+    report = run_finc(args.test, args.reference, args.out, features=args.features, teacher=args.teacher,
+                      cache=args.cache, size=args.size, sigma=args.sigma, rho=args.rho, r=args.r,
+                      num_modes=args.num_modes, top_k=args.top_k, seed=args.seed)
+    print(f"features: {report['features']}; sigma {report['sigma']:.4g}, noise floor {report['noise_floor']:.4g}")
+    for key, title in (("test_modes", "more in test"), ("reference_modes", "missed by test")):
+        print(f"{title}: " + (", ".join(f"{m['eigenvalue']:.4f} (~{m['size']} images)" for m in report[key]) or "none"))
+    print(f"modes: {args.out}/finc.json\nimages: {args.out}/finc_modes.png")
+
+
+COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from .checkpoints import load_model
 from .data import load_image_set
+from .features import cached_features
+from .finc import finc
 from .metrics import fid_kid
-from .plots import plot_probe, plot_spectra
+from .plots import plot_modes, plot_probe, plot_spectra
 from .probe import DEFAULT_TIMESTEPS, probe_table, spectral_probe
 from .spectral import image_statistics, spectral_scores
 
@@ -59,6 +61,39 @@ def run_probe(checkpoints: dict[str, str], reference: str, out: str | Path, *, s
     (out / "probe.md").write_text(probe_table(result) + "\n")
     plot_probe(result, out / "probe.png")
     return result
+
+
+def run_finc(test: str, reference: str, out: str | Path, *, features: str = "pixels", teacher: str = "assets/teacher",
+             cache: str | Path | None = None, size: int = 32, sigma: float | None = None, rho: float = 1.0,
+             r: int = 2000, num_modes: int = 10, top_k: int = 25, seed: int = 0, row_images: int = 10) -> dict:
+    """Write ``finc.json`` (modes both ways, eigenvalues, sizes, top file names) and ``finc_modes.png``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache) if cache else out / "feature_cache"
+    sets = {}
+    for role, source in (("test", test), ("reference", reference)):
+        images, names = load_image_set(source, size)
+        vectors, label = cached_features(source, images, features, cache, teacher)
+        sets[role] = (images, names, vectors)
+    result = finc(sets["test"][2], sets["reference"][2], sigma=sigma, rho=rho, r=r, num_modes=num_modes, top_k=top_k,
+                  seed=seed)
+    report = {"test": test, "reference": reference, "features": label, "num_test": len(sets["test"][0]),
+              "num_reference": len(sets["reference"][0]),
+              **{k: result[k] for k in ("sigma", "rho", "r", "noise_floor")}}
+    rows = []
+    for key, role in (("test_modes", "test"), ("reference_modes", "reference")):
+        modes, (images, names, _) = result[key], sets[role]
+        report[key] = [{"eigenvalue": float(modes.eigenvalues[j]), "size": int(modes.sizes[j]),
+                        "top": [names[i] for i in modes.top[j].tolist()],
+                        "top_scores": [float(modes.scores[i, j]) for i in modes.top[j].tolist()]}
+                       for j in range(len(modes.eigenvalues))]
+        direction = "more in test" if role == "test" else "missed by test"
+        for j, mode in enumerate(report[key]):
+            picked = images[modes.top[j][:row_images]].permute(0, 2, 3, 1).numpy()
+            rows.append((f"{role} mode {j + 1}\n{direction}\nλ = {mode['eigenvalue']:.4f}", picked))
+    (out / "finc.json").write_text(json.dumps(report, indent=1))
+    plot_modes(rows, out / "finc_modes.png")
+    return report
 
 
 def format_scores(metrics: dict) -> str:

@@ -76,8 +76,11 @@ def inception_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
 
 
-def feature_extractor(name: str = "auto") -> tuple[nn.Module | int, str]:
-    """(torchmetrics ``feature`` argument, label for every output). ``auto``: the best one available."""
+def feature_extractor(name: str = "auto") -> tuple[nn.Module, str]:
+    """(module mapping uint8 (N, 3, H, W) images to (N, F) features, label for every output).
+
+    ``auto`` picks the best one available: inception, then dinov2, then randconv.
+    """
     if name == "auto":
         for candidate in ("inception", "dinov2"):
             try:
@@ -92,7 +95,12 @@ def feature_extractor(name: str = "auto") -> tuple[nn.Module | int, str]:
         if not inception_weights_path().is_file():
             raise MetricError(f"Inception weights not found: put {INCEPTION_WEIGHTS} (from torch-fidelity's releases) "
                               f"at {inception_weights_path()}, or set TORCH_HOME to a folder whose hub/checkpoints/ has it")
-        return 2048, "inception (torch-fidelity Inception-V3, pool3, 2048 features)"
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                    feature_extractor_weights_path=str(inception_weights_path()))
+        module.num_features = 2048
+        return module, "inception (torch-fidelity Inception-V3, pool3, 2048 features)"
     if name == "dinov2":
         if importlib.util.find_spec("transformers") is None:
             raise MetricError("the dinov2 extractor needs transformers: pip install transformers")

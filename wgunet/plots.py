@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -39,4 +41,22 @@ def plot_probe(result: dict, path: str | Path) -> None:
     axes[0][-1].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_modes(rows: list[tuple[str, np.ndarray]], path: str | Path) -> None:
+    """One row of top images (uint8, (k, H, W, C)) per mode, labelled on the left."""
+    height = max(1, len(rows))
+    columns = max([len(images) for _, images in rows] + [1])
+    figure, axes = plt.subplots(height, columns, figsize=(1.1 * columns + 1.6, 1.2 * height), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, (label, images) in enumerate(rows):
+        axes[row][0].text(-0.15, 0.5, label, transform=axes[row][0].transAxes, ha="right", va="center", fontsize=8)
+        for column, image in enumerate(images):
+            axes[row][column].imshow(image, interpolation="nearest")
+    if not rows:
+        axes[0][0].text(0.5, 0.5, "no mode above the noise floor", ha="center", va="center")
+    figure.subplots_adjust(left=0.22, wspace=0.05, hspace=0.1)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
