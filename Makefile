@@ -12,8 +12,21 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
+RUN := runs/default
+
+# distil (resumes if interrupted) -> sample student and teacher -> spectra, scores and the probe
 demo: $(VENV)/.installed
-	$(PY) -m wgunet.stats
+	$(PY) train.py configs/default.yaml --resume
+	$(PY) sample.py $(RUN)/model --num 256 --out $(RUN)/samples/student --resume
+	$(PY) sample.py assets/teacher --num 256 --out $(RUN)/samples/teacher --resume
+	$(PY) eval.py spectrum --generated teacher=$(RUN)/samples/teacher --generated student=$(RUN)/samples/student \
+		--reference patches:heldout --out $(RUN)/eval
+	$(PY) eval.py probe teacher=assets/teacher student=$(RUN)/model --out $(RUN)/probe
+	@echo
+	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num 64 --out DIR)"
+	@echo "samples:  $(RUN)/samples/student/grid.png  $(RUN)/samples/teacher/grid.png"
+	@echo "spectra:  $(RUN)/eval/spectra.png  $(RUN)/eval/metrics.json"
+	@echo "probe:    $(RUN)/probe/probe.png  $(RUN)/probe/probe.md"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

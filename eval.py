@@ -1,8 +1,9 @@
-"""Evaluate generated images and checkpoints: python eval.py {spectrum,probe,finc} ...
+"""Evaluate generated images and checkpoints: python eval.py {spectrum,probe,finc,stig} ...
 
   spectrum  reduced spectra, spectral scores (log-spectral distance, LFD, high-frequency ratio, per-band
             errors, 95% bootstrap intervals) and FID/KID of generated sets against a reference set
   probe     per-timestep spectral-bias probe of checkpoints against the optimal linear denoiser
+  stig      STIG spectral refinement of generated images (train a refiner, apply it)
   finc      FINC differential clustering: the modes a test set has more of than a reference, and those it misses
 
 Image sets are a folder of same-size images, an .npz from sample.py, or patches:heldout (built-in).
@@ -57,6 +58,27 @@ def main() -> int:
     finc.add_argument("--cache", default=None, help="feature cache folder (default OUT/feature_cache)")
     finc.add_argument("--size", type=int, default=32, help="image size of built-in sets")
     finc.add_argument("--seed", type=int, default=0, help="seed of the Fourier features and the noise split")
+    stig = commands.add_parser("stig", help="STIG spectral refinement: train a refiner, or apply one")
+    stig_commands = stig.add_subparsers(dest="stig_command", required=True)
+    stig_train = stig_commands.add_parser("train", help="train a refiner from generated toward real spectra")
+    stig_train.add_argument("--generated", required=True, help="generated images: DIR_OR_NPZ")
+    stig_train.add_argument("--real", default="patches:heldout", help="real images: DIR_OR_NPZ or patches:heldout")
+    stig_train.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.jsonl, refiner/")
+    stig_train.add_argument("--steps", type=int, default=None, help="training steps (default 800)")
+    stig_train.add_argument("--batch-size", type=int, default=None, help="spectra per batch (default 16)")
+    stig_train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; CUT uses 2e-4 for far longer runs)")
+    stig_train.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    stig_train.add_argument("--size", type=int, default=32, help="image size of built-in sets")
+    stig_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    stig_apply = stig_commands.add_parser("apply", help="refine a set of images with a trained refiner")
+    stig_apply.add_argument("--model", required=True, help="refiner folder (or the training --out)")
+    stig_apply.add_argument("--input", required=True, help="images to refine: DIR_OR_NPZ")
+    stig_apply.add_argument("--out", required=True, help="folder for the refined PNGs, grid.png and samples.npz")
+    stig_apply.add_argument("--reference", default=None,
+                            help="real set: report LFD, high-frequency ratio and FID/KID before and after")
+    stig_apply.add_argument("--features", default="auto", help="FID/KID features (see eval.py spectrum --help)")
+    stig_apply.add_argument("--size", type=int, default=32, help="image size of built-in sets")
+    stig_apply.add_argument("--overwrite", action="store_true", help="replace images already in --out")
     args = parser.parse_args()
     return run_cli(lambda: COMMANDS[args.command](args))
 
@@ -93,7 +115,25 @@ def _finc(args: argparse.Namespace) -> None:
     print(f"modes: {args.out}/finc.json\nimages: {args.out}/finc_modes.png")
 
 
-COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc}
+def _stig(args: argparse.Namespace) -> None:
+    from wgunet.evaluate import apply_stig, train_stig
+
+    if args.stig_command == "train":
+        refiner = train_stig(args.generated, args.real, args.out, size=args.size, resume=args.resume,
+                             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+        print(f"refiner: {refiner}\napply it:  python eval.py stig apply --model {refiner} --input IMAGES --out DIR")
+        return
+    report = apply_stig(args.model, args.input, args.out, reference=args.reference, size=args.size,
+                        features=args.features, overwrite=args.overwrite)
+    for stage in ("before", "after"):
+        if stage in report:
+            r = report[stage]
+            print(f"{stage:6s} LFD {r['lfd']['value']:.4f}  high-frequency ratio {r['high_frequency_ratio']['value']:.3f}"
+                  f"  LSD {r['log_spectral_distance_db']['value']:.2f} dB  FID {r['fid']:.3f} [{r['features']}]")
+    print(f"refined images: {args.out} (grid.png, samples.npz)")
+
+
+COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc, "stig": _stig}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -41,8 +41,11 @@ def _sample(args: argparse.Namespace) -> None:
     record = run_sampling(args.checkpoint, args.num, args.out, scheduler=args.scheduler, steps=args.steps,
                           batch_size=args.batch_size, seed=args.seed, device=args.device, dtype=args.dtype,
                           resume=args.resume, overwrite=args.overwrite)
-    print(f"{record['sampled_now']} new images in {record['seconds']:.1f} s "
-          f"({record['images_per_second']:.2f} images/s); {record['num']} in {args.out}")
+    if record["sampled_now"]:
+        print(f"{record['sampled_now']} new images in {record['seconds']:.1f} s "
+              f"({record['images_per_second']:.2f} images/s); {record['num']} in {args.out}")
+    else:
+        print(f"all {record['num']} images were already in {args.out}")
     print(f"grid: {args.out}/grid.png\narray: {args.out}/samples.npz")
 
 

@@ -72,3 +72,21 @@ def test_load_teacher_errors_name_the_problem(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="could not be fetched from the Hub.*huggingface-cli download"):
         load_teacher("google/ddpm-cifar10-32")
+
+
+def test_the_shipped_teacher_is_small_loads_and_matches_its_config(tmp_path):
+    from pathlib import Path
+
+    from wgunet.teacher import export_teacher
+
+    files = [p for p in Path("assets/teacher").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 20 * 2**20
+    assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in files)  # safetensors only
+    unet, scheduler = load_teacher("assets/teacher")
+    assert unet.dtype == torch.float32  # stored in fp16, upcast on load
+    config = load_config("configs/teacher.yaml")
+    assert list(unet.config.block_out_channels) == config.unet["block_out_channels"]
+    assert scheduler.config.num_train_timesteps == 1000 and scheduler.config.prediction_type == "epsilon"
+    export_teacher("assets/teacher", str(tmp_path / "again"))
+    again, _ = load_teacher(str(tmp_path / "again"))
+    assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), again.state_dict().values()))

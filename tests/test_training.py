@@ -50,8 +50,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(tiny_run, tmp_
     shutil.copytree(run, interrupted)
     shutil.rmtree(interrupted / "checkpoints" / "step-000006")
     shutil.rmtree(interrupted / "model")
-    lines = (interrupted / "metrics.jsonl").read_text().splitlines()[:3]
-    (interrupted / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    # (its metrics.jsonl still holds steps 4-6, as when a run dies after logging past its last checkpoint)
     with pytest.raises(TrainingError, match="--resume"):
         train(load_config(None, tiny_run + [f"output_dir={interrupted}"]))
     train(load_config(None, tiny_run + [f"output_dir={interrupted}"]), resume=True)
@@ -60,6 +59,17 @@ def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(tiny_run, tmp_
         a = load_file(run / "checkpoints" / "step-000006" / name)
         b = load_file(interrupted / "checkpoints" / "step-000006" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_all_three_loss_terms_fall_distilling_from_the_shipped_teacher(tmp_path):
+    config = load_config("configs/default.yaml", ["max_steps=80", "batch_size=16", "checkpoint_every=80", "log_every=1",
+                                                  "warmup_steps=5", "data.patches_per_image=16", f"output_dir={tmp_path}"])
+    train(config)
+    rows = metrics(tmp_path)
+    for term in ("ddpm", "spatial", "freq"):
+        first = sum(r[term] for r in rows[:10]) / 10
+        last = sum(r[term] for r in rows[-10:]) / 10
+        assert last < 0.7 * first, (term, first, last)
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, monkeypatch):

@@ -12,7 +12,9 @@ from .finc import finc
 from .metrics import fid_kid
 from .plots import plot_modes, plot_probe, plot_spectra
 from .probe import DEFAULT_TIMESTEPS, probe_table, spectral_probe
+from .sampling import finish_image_folder, write_png
 from .spectral import image_statistics, spectral_scores
+from .stig import StigConfig, StigError, load_refiner, refine, train_refiner
 
 
 def named_sources(values: list[str]) -> dict[str, str]:
@@ -109,3 +111,40 @@ def format_scores(metrics: dict) -> str:
             lines.append(f"  {'fid':26s} {f['fid']:9.4f}   kid {f['kid_mean']:.5f} +- {f['kid_std']:.5f}  [{f['features']}]")
     return "\n".join(lines)
 
+
+
+def train_stig(generated: str, real: str, out: str | Path, *, size: int = 32, resume: bool = False,
+               **overrides) -> Path:
+    """Train a STIG refiner on two image sets; returns the refiner folder (``out/refiner``)."""
+    fake_images, _ = load_image_set(generated, size)
+    real_images, _ = load_image_set(real, size)
+    config = StigConfig(**{k: v for k, v in overrides.items() if v is not None})
+    return train_refiner(fake_images, real_images, out, config, resume)
+
+
+def apply_stig(model: str, source: str, out: str | Path, *, reference: str | None = None, size: int = 32,
+               features: str = "auto", overwrite: bool = False) -> dict:
+    """Refine a set into ``out`` (PNGs, grid.png, samples.npz); with a reference, scores before and after."""
+    out = Path(out)
+    if out.is_dir() and any(out.glob("[0-9]*.png")) and not overwrite:
+        raise StigError(f"{str(out)!r} already holds images: pass --overwrite or another --out")
+    translator = load_refiner(model)
+    images, _ = load_image_set(source, size)
+    refined = refine(translator, images)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.glob("[0-9]*.png"):
+        path.unlink()
+    for index, image in enumerate(refined.permute(0, 2, 3, 1).numpy()):
+        write_png(image, out / f"{index:06d}.png")
+    finish_image_folder(out, len(refined))
+    report = {"model": str(model), "input": source, "num": len(refined)}
+    if reference is not None:
+        real_images, _ = load_image_set(reference, size)
+        real = image_statistics(real_images)
+        for stage, stage_images in (("before", images), ("after", refined)):
+            scores = spectral_scores(image_statistics(stage_images), real)
+            report[stage] = {"lfd": scores["lfd"], "high_frequency_ratio": scores["high_frequency_ratio"],
+                             "log_spectral_distance_db": scores["log_spectral_distance_db"],
+                             **fid_kid(stage_images, real_images, features)}
+        (out / "stig_metrics.json").write_text(json.dumps(report, indent=1))
+    return report

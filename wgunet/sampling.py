@@ -80,12 +80,12 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
     for first in range(0, len(todo), batch_size):
         indices = todo[first : first + batch_size]
         for index, image in zip(indices, sample_images(pipeline, indices, seed, steps)):
-            _write_png(image, out / f"{index:06d}.png")
+            write_png(image, out / f"{index:06d}.png")
         bar.update(len(indices))
     bar.close()
     seconds = time.perf_counter() - started
     images_per_second = len(todo) / seconds if todo else float("nan")
-    _finish(out, num)
+    finish_image_folder(out, num)
     record.update(num=num, sampled_now=len(todo), seconds=round(seconds, 3), images_per_second=images_per_second)
     return record
 
@@ -115,13 +115,13 @@ def _prepare_folder(out: Path, num: int, record: dict, resume: bool, overwrite: 
     return [i for i in range(num) if i not in done]
 
 
-def _write_png(image: np.ndarray, path: Path) -> None:
+def write_png(image: np.ndarray, path: Path) -> None:
     temporary = path.with_suffix(".tmp")
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(temporary, format="PNG")
     temporary.rename(path)  # an interrupted write never leaves a truncated image behind
 
 
-def _finish(out: Path, num: int) -> None:
+def finish_image_folder(out: Path, num: int) -> None:
     """``grid.png`` of the first images and ``samples.npz`` (uint8, N x H x W x C), streamed through a memmap."""
     paths = [out / f"{i:06d}.png" for i in range(num)]
     def read(path: Path) -> np.ndarray:

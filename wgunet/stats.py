@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="configs/default.yaml", help="training config whose student is measured")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    from diffusers import UNet2DModel
+
     rows = [describe("google/ddpm-cifar10-32 architecture (UNet2DModel)", teacher_architecture("google/ddpm-cifar10-32"))]
+    rows.append(describe("shipped teacher (configs/teacher.yaml)", UNet2DModel(**load_config("configs/teacher.yaml").unet)))
     rows.append(describe(f"WG-UNet student ({args.config})", WGUNet(**config.student)))
     print(format_table(rows))
 

@@ -209,6 +209,7 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
         step = int(latest.name.split("-")[1])
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_log(output_dir / "metrics.jsonl", step)
         (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         accelerator.init_trackers("wgunet")
     log = open(output_dir / "metrics.jsonl", "a") if accelerator.is_main_process else None
@@ -262,6 +263,13 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows an interrupted run logged after the checkpoint it resumes from (they are redone)."""
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(row + "\n" for row in rows))
 
 
 def _format(names, values) -> str:

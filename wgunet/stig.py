@@ -1,0 +1,338 @@
+"""STIG: spectrum translation for refinement of image generation (seed 001; Lee, Jung, Seo, AAAI 2024).
+
+A generated image's magnitude spectrum is translated toward the domain of real spectra, then the image is
+rebuilt from the refined magnitude and its own phase:
+
+    x -> F = DFT(x) per channel, centred -> log(1 + |F|) -> translator -> exp(.) - 1 = |F'|
+      -> x' = IDFT(|F'| e^{i angle F}), clipped to [0, 1]
+
+Losses (CUT, Park et al. 2020, as STIG uses them; scaled down for 32x32 CPU runs):
+    L = l_gan * LSGAN(PatchGAN on spectra) + l_nce * PatchNCE(input, output)
+        + l_nce * PatchNCE(real, translator(real))   [CUT's identity NCE]
+        + l_idt * L1(translator(real), real)          [identity on real spectra]
+        + l_low * L1 over the low frequencies          [keep what the generator got right]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cli import UserError
+
+LOG_SCALE = 8.0  # log(1 + |F|) / LOG_SCALE is about 1 at DC for a 32x32 image in [0, 1]
+
+
+class StigError(UserError):
+    """A STIG run or model that cannot be used; the message names the problem and the fix."""
+
+
+@dataclass
+class StigConfig:
+    channels: int = 16  # translator width (CUT: 64)
+    blocks: int = 2  # ResNet blocks (CUT: 9)
+    discriminator_channels: int = 16  # PatchGAN width (CUT: 64)
+    nce_layers: tuple[int, ...] = (0, 1, 3)  # translator encoder layers whose patches PatchNCE compares
+    nce_patches: int = 64  # sampled patch locations per layer (CUT: 256)
+    nce_temperature: float = 0.07
+    lambda_gan: float = 1.0
+    lambda_nce: float = 1.0
+    lambda_identity: float = 1.0
+    lambda_low: float = 10.0
+    low_radius: float = 0.15  # normalised radius (1 = corner) below which the spectrum is kept
+    lr: float = 1e-3  # CUT: 2e-4; 5x for runs of a few hundred steps, decayed to zero over the second half
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 16
+    steps: int = 800
+    checkpoint_every: int = 200
+    seed: int = 0
+
+
+# ---- the spectrum round trip -------------------------------------------------------------------------------
+def to_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scaled log-magnitude, phase) of [0, 1] images (B, C, H, W), DC centred."""
+    spectrum = torch.fft.fftshift(torch.fft.fft2(images.double()), dim=(-2, -1))
+    return (torch.log1p(spectrum.abs()) / LOG_SCALE).float(), spectrum.angle()
+
+
+def from_spectrum(log_magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """The image whose centred spectrum has this magnitude and phase, clipped to [0, 1]."""
+    magnitude = torch.expm1(log_magnitude.double().clamp_min(0) * LOG_SCALE)
+    spectrum = torch.polar(magnitude, phase.double())
+    images = torch.fft.ifft2(torch.fft.ifftshift(spectrum, dim=(-2, -1))).real
+    return images.clamp(0, 1).float()
+
+
+def low_frequency_mask(size: int, radius: float) -> torch.Tensor:
+    k = (torch.arange(size) - size // 2) / (size / 2)
+    return (torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2) / math.sqrt(2) < radius).float()
+
+
+def with_radius(spectra: torch.Tensor) -> torch.Tensor:
+    """Append each frequency's normalised radius as a channel.
+
+    OPEN (position): convolutions barely know where they are, but the gain a spectrum needs depends on
+    the radius (a small model loses the high frequencies), so both networks see it (CoordConv).
+    """
+    b, _, h, w = spectra.shape
+    ky = (torch.arange(h, device=spectra.device) - h // 2) / (h / 2)
+    kx = (torch.arange(w, device=spectra.device) - w // 2) / (w / 2)
+    radius = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2) / math.sqrt(2)
+    return torch.cat([spectra, radius.to(spectra.dtype).expand(b, 1, h, w)], dim=1)
+
+
+# ---- networks ----------------------------------------------------------------------------------------------
+class ResnetBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
+                                  nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
+                                  nn.InstanceNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Translator(nn.Module):
+    """CUT's ResNet generator, one downsampling level, predicting a correction to its input spectrum.
+
+    OPEN (residual output): the output is input + correction with the last conv zero-initialised, so an
+    untrained refiner is the identity and training starts from the generator's own spectrum.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 32, blocks: int = 3):
+        super().__init__()
+        self.encoder = nn.ModuleList([
+            nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels + 1, channels, 7), nn.InstanceNorm2d(channels),
+                          nn.ReLU(True)),
+            nn.Sequential(nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * channels),
+                          nn.ReLU(True)),
+            *[ResnetBlock(2 * channels) for _ in range(blocks)],
+        ])
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(2 * channels, channels, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(channels), nn.ReLU(True), nn.ReflectionPad2d(3), nn.Conv2d(channels, in_channels, 7))
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
+
+    def forward(self, x: torch.Tensor, layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
+        """The refined spectrum, or with ``layers`` the encoder features there (for PatchNCE)."""
+        h, features = with_radius(x), []
+        for index, layer in enumerate(self.encoder):
+            h = layer(h)
+            if index in layers:
+                features.append(h)
+        return features if layers else x + self.decoder(h)
+
+
+class PatchDiscriminator(nn.Module):
+    """A small PatchGAN on spectra: one real/fake logit per overlapping patch.
+
+    OPEN (what the discriminator sees): the log-magnitude spectrum only, which is what STIG translates
+    (plus the radius channel, like the translator).
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels + 1, channels, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.InstanceNorm2d(2 * channels), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * channels, 4 * channels, 3, 1, 1), nn.InstanceNorm2d(4 * channels), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * channels, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(with_radius(x))
+
+
+class PatchNCE(nn.Module):
+    """CUT's patch-wise contrastive loss: a patch of the output must match the input patch at the same place.
+
+    Per layer, an MLP head projects features; each sampled location's output patch is the query, the input
+    patch at that location is the positive, the input patches at the other sampled locations the negatives.
+    """
+
+    def __init__(self, widths: list[int], dim: int = 64, temperature: float = 0.07):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(w, dim), nn.ReLU(True), nn.Linear(dim, dim)) for w in widths)
+        self.temperature = temperature
+
+    def forward(self, source: list[torch.Tensor], target: list[torch.Tensor], patches: int,
+                generator: torch.Generator) -> torch.Tensor:
+        losses = []
+        for head, s, t in zip(self.heads, source, target):
+            b, c, h, w = s.shape
+            where = torch.randperm(h * w, generator=generator)[:patches].to(s.device)
+            keys = F.normalize(head(s.flatten(2)[:, :, where].transpose(1, 2)), dim=-1)  # (B, P, D)
+            queries = F.normalize(head(t.flatten(2)[:, :, where].transpose(1, 2)), dim=-1)
+            logits = queries @ keys.transpose(1, 2) / self.temperature  # (B, P, P): diagonal = positives
+            labels = torch.arange(len(where), device=s.device).expand(b, -1)
+            losses.append(F.cross_entropy(logits.flatten(0, 1), labels.flatten()))
+        return torch.stack(losses).mean()
+
+
+class Refiner(nn.Module):
+    """Everything STIG trains; only ``translator`` is needed to refine images."""
+
+    def __init__(self, config: StigConfig, in_channels: int = 3):
+        super().__init__()
+        self.translator = Translator(in_channels, config.channels, config.blocks)
+        self.discriminator = PatchDiscriminator(in_channels, config.discriminator_channels)
+        with torch.no_grad():
+            widths = [f.shape[1] for f in self.translator(torch.zeros(1, in_channels, 8, 8), config.nce_layers)]
+        self.nce = PatchNCE(widths, temperature=config.nce_temperature)
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+def generator_losses(refiner: Refiner, config: StigConfig, fake: torch.Tensor, real: torch.Tensor,
+                     low: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    translator = refiner.translator
+    refined, real_identity = translator(fake), translator(real)
+    layers = config.nce_layers
+    terms = {
+        "gan": (refiner.discriminator(refined) - 1).pow(2).mean(),  # LSGAN
+        "nce": refiner.nce(translator(fake, layers), translator(refined, layers), config.nce_patches, generator)
+        + refiner.nce(translator(real, layers), translator(real_identity, layers), config.nce_patches, generator),
+        "identity": (real_identity - real).abs().mean(),
+        "low": ((refined - fake).abs() * low).sum() / (low.sum() * fake.shape[0] * fake.shape[1]),
+    }
+    weights = {"gan": config.lambda_gan, "nce": config.lambda_nce, "identity": config.lambda_identity,
+               "low": config.lambda_low}
+    terms["loss"] = sum(weights[k] * terms[k] for k in weights)
+    return terms
+
+
+def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, config: StigConfig,
+                  resume: bool = False) -> Path:
+    """Train on uint8 (N, C, H, W) generated and real sets; writes ``out/refiner`` and resumable checkpoints."""
+    out = Path(out)
+    if generated.shape[1:] != real.shape[1:]:
+        raise StigError(f"generated {tuple(generated.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
+    latest = _latest(out)
+    if latest is not None and not resume:
+        raise StigError(f"{out} already holds a STIG run: pass --resume to continue it, or another --out")
+    torch.manual_seed(config.seed)
+    refiner = Refiner(config, generated.shape[1])
+    g_params = list(refiner.translator.parameters()) + list(refiner.nce.parameters())
+    g_optimizer = torch.optim.Adam(g_params, config.lr, betas=config.betas)
+    d_optimizer = torch.optim.Adam(refiner.discriminator.parameters(), config.lr, betas=config.betas)
+    generator = torch.Generator().manual_seed(config.seed)
+    step = 0
+    if latest is not None:
+        step = _load_checkpoint(latest, refiner, g_optimizer, d_optimizer, generator)
+    fake_spectra, real_spectra = to_spectrum(generated.float() / 255)[0], to_spectrum(real.float() / 255)[0]
+    low = low_frequency_mask(generated.shape[-1], config.low_radius)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "metrics.jsonl", "a")
+    bar = tqdm(total=config.steps, initial=step, desc="stig")
+    while step < config.steps:
+        # CUT's schedule: constant for the first half, then linear decay to zero, which settles the adversarial game
+        for group in g_optimizer.param_groups + d_optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, 2 * (1 - step / config.steps))
+        fake = fake_spectra[torch.randint(0, len(fake_spectra), (config.batch_size,), generator=generator)]
+        real_batch = real_spectra[torch.randint(0, len(real_spectra), (config.batch_size,), generator=generator)]
+        terms = generator_losses(refiner, config, fake, real_batch, low, generator)
+        if not torch.isfinite(terms["loss"]):
+            raise StigError(f"non-finite loss at step {step + 1}; the last good checkpoint is {_latest(out)}: "
+                            "lower the learning rate and --resume")
+        g_optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        g_optimizer.step()
+        # LSGAN discriminator: real spectra -> 1, refined ones -> 0
+        with torch.no_grad():
+            refined = refiner.translator(fake)
+        d_loss = 0.5 * ((refiner.discriminator(real_batch) - 1).pow(2).mean() + refiner.discriminator(refined).pow(2).mean())
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_optimizer.step()
+        step += 1
+        values = {k: v.item() for k, v in terms.items()} | {"discriminator": d_loss.item()}
+        bar.update()
+        bar.set_postfix_str(", ".join(f"{k} {v:.3g}" for k, v in values.items()))
+        log.write(json.dumps({"step": step, **values}) + "\n")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save_checkpoint(out, step, refiner, g_optimizer, d_optimizer, generator, config)
+    bar.close()
+    log.close()
+    return save_refiner(refiner.translator, config, out / "refiner")
+
+
+def save_refiner(translator: Translator, config: StigConfig, folder: Path) -> Path:
+    temporary = folder.with_name(folder.name + ".tmp")
+    temporary.mkdir(parents=True, exist_ok=True)
+    save_file(translator.state_dict(), temporary / "translator.safetensors")
+    (temporary / "config.json").write_text(json.dumps(asdict(config) | {"in_channels": translator.decoder[-1].out_channels},
+                                                      indent=1))
+    if folder.exists():
+        shutil.rmtree(folder)
+    temporary.rename(folder)
+    return folder
+
+
+def load_refiner(folder: str | Path) -> Translator:
+    folder = Path(folder)
+    if (folder / "refiner").is_dir():
+        folder = folder / "refiner"  # a training output folder
+    if not (folder / "config.json").is_file() or not (folder / "translator.safetensors").is_file():
+        raise StigError(f"{str(folder)!r} is not a STIG refiner (config.json + translator.safetensors): "
+                        "train one with `eval.py stig train`")
+    try:
+        values = json.loads((folder / "config.json").read_text())
+        in_channels = values.pop("in_channels")
+        config = StigConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        translator = Translator(in_channels, config.channels, config.blocks)
+        translator.load_state_dict(load_file(folder / "translator.safetensors"))
+    except (json.JSONDecodeError, TypeError, KeyError, RuntimeError, OSError) as error:
+        raise StigError(f"could not load the STIG refiner in {str(folder)!r}: {error}") from None
+    return translator.eval()
+
+
+@torch.no_grad()
+def refine(translator: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Refined uint8 images (N, C, H, W): translated magnitude, original phase."""
+    refined = []
+    for start in tqdm(range(0, len(images), batch_size), desc="refine", leave=False):
+        log_magnitude, phase = to_spectrum(images[start : start + batch_size].float() / 255)
+        refined.append((from_spectrum(translator(log_magnitude), phase) * 255).round().to(torch.uint8))
+    return torch.cat(refined)
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------------
+def _latest(out: Path) -> Path | None:
+    found = sorted((out / "checkpoints").glob("step-[0-9]*"))
+    return found[-1] if found else None
+
+
+def _save_checkpoint(out: Path, step: int, refiner: Refiner, g_optimizer, d_optimizer, generator: torch.Generator,
+                     config: StigConfig, keep: int = 2) -> None:
+    checkpoints = out / "checkpoints"
+    final, temporary = checkpoints / f"step-{step:06d}", checkpoints / f".step-{step:06d}.tmp"
+    temporary.mkdir(parents=True, exist_ok=True)
+    save_file(refiner.state_dict(), temporary / "refiner.safetensors")
+    # optimizer states and the generator are plain tensors and numbers: torch.load(weights_only=True) reads them
+    torch.save({"g": g_optimizer.state_dict(), "d": d_optimizer.state_dict(), "generator": generator.get_state(),
+                "step": step}, temporary / "state.pt")
+    (temporary / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    temporary.rename(final)
+    for old in sorted(checkpoints.glob("step-[0-9]*"))[:-keep]:
+        shutil.rmtree(old)
+
+
+def _load_checkpoint(folder: Path, refiner: Refiner, g_optimizer, d_optimizer, generator: torch.Generator) -> int:
+    try:
+        refiner.load_state_dict(load_file(folder / "refiner.safetensors"))
+        state = torch.load(folder / "state.pt", weights_only=True)
+    except (OSError, RuntimeError) as error:
+        raise StigError(f"checkpoint {str(folder)!r} is unreadable ({error}); delete it to resume from the one before") from None
+    g_optimizer.load_state_dict(state["g"])
+    d_optimizer.load_state_dict(state["d"])
+    generator.set_state(state["generator"])
+    return int(state["step"])
