@@ -64,7 +64,7 @@ def main() -> int:
     stig_train.add_argument("--generated", required=True, help="generated images: DIR_OR_NPZ")
     stig_train.add_argument("--real", default="patches:heldout", help="real images: DIR_OR_NPZ or patches:heldout")
     stig_train.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.jsonl, refiner/")
-    stig_train.add_argument("--steps", type=int, default=None, help="training steps (default 800)")
+    stig_train.add_argument("--steps", type=int, default=None, help="training steps (default 1000)")
     stig_train.add_argument("--batch-size", type=int, default=None, help="spectra per batch (default 16)")
     stig_train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; CUT uses 2e-4 for far longer runs)")
     stig_train.add_argument("--seed", type=int, default=None, help="seed (default 0)")

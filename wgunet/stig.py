@@ -52,7 +52,7 @@ class StigConfig:
     lr: float = 1e-3  # CUT: 2e-4; 5x for runs of a few hundred steps, decayed to zero over the second half
     betas: tuple[float, float] = (0.5, 0.999)
     batch_size: int = 16
-    steps: int = 800
+    steps: int = 1000
     checkpoint_every: int = 200
     seed: int = 0
 
