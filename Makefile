@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 RUN := runs/default
 
-# distil (resumes if interrupted) -> sample student and teacher -> spectra, scores and the probe
+# distil (resumes if interrupted) -> sample student and teacher -> spectra, scores, probe, FINC
 demo: $(VENV)/.installed
 	$(PY) train.py configs/default.yaml --resume
 	$(PY) sample.py $(RUN)/model --num 256 --out $(RUN)/samples/student --resume
@@ -22,11 +22,13 @@ demo: $(VENV)/.installed
 	$(PY) eval.py spectrum --generated teacher=$(RUN)/samples/teacher --generated student=$(RUN)/samples/student \
 		--reference patches:heldout --out $(RUN)/eval
 	$(PY) eval.py probe teacher=assets/teacher student=$(RUN)/model --out $(RUN)/probe
+	$(PY) eval.py finc --test $(RUN)/samples/student --reference $(RUN)/samples/teacher --out $(RUN)/finc
 	@echo
 	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num 64 --out DIR)"
 	@echo "samples:  $(RUN)/samples/student/grid.png  $(RUN)/samples/teacher/grid.png"
 	@echo "spectra:  $(RUN)/eval/spectra.png  $(RUN)/eval/metrics.json"
 	@echo "probe:    $(RUN)/probe/probe.png  $(RUN)/probe/probe.md"
+	@echo "finc:     $(RUN)/finc/finc_modes.png  $(RUN)/finc/finc.json"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
