@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.training import TrainingError, build_models, latest_checkpoint, train
+from wgunet.checkpoints import latest_checkpoint
+from wgunet.training import TrainingError, build_models, train
 
 
 def metrics(run: Path) -> list[dict]:

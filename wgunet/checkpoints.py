@@ -18,10 +18,17 @@ from .cli import UserError
 from .model import WGUNet
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "WGUNet": WGUNet}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded; the message names it and the fix."""
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete ``checkpoints/step-NNNNNN`` folder (unfinished ``.tmp`` writes are ignored)."""
+    found = sorted((Path(output_dir) / "checkpoints").glob("step-[0-9]*"))
+    return found[-1] if found else None
 
 
 def load_scheduler_config(path: str | Path) -> dict[str, Any] | None:

@@ -18,12 +18,11 @@ from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMulti
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .checkpoints import load_model
+from .checkpoints import DTYPES, load_model
 from .cli import UserError
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full training chain
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 GRID_IMAGES = 64
 
 

@@ -27,12 +27,19 @@ def to_gray(images: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bchw,c->bhw", images, weights)
 
 
-def _rings(height: int, width: int, bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ring index of every centred frequency, and each ring's centre radius."""
-    # Each axis is normalised by its own half-size, then by sqrt(2), so the corner is r = 1 for any H, W.
+def normalized_radius(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W) radius of every centred DFT frequency, 0 at DC and 1 at the corner.
+
+    Each axis is normalised by its own half-size, then by sqrt(2), so the corner is r = 1 for any H, W.
+    """
     ky = (torch.arange(height, device=device) - height // 2) / (height / 2)
     kx = (torch.arange(width, device=device) - width // 2) / (width / 2)
-    radius = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2) / math.sqrt(2)
+    return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2) / math.sqrt(2)
+
+
+def _rings(height: int, width: int, bins: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ring index of every centred frequency, and each ring's centre radius."""
+    radius = normalized_radius(height, width, device)
     index = torch.clamp((radius * bins).long(), max=bins - 1).flatten()
     return index, (torch.arange(bins, device=device) + 0.5) / bins
 

@@ -16,7 +16,6 @@ Losses (CUT, Park et al. 2020, as STIG uses them; scaled down for 32x32 CPU runs
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoints import latest_checkpoint
 from .cli import UserError
+from .spectral import normalized_radius
 
 LOG_SCALE = 8.0  # log(1 + |F|) / LOG_SCALE is about 1 at DC for a 32x32 image in [0, 1]
 
@@ -73,8 +74,7 @@ def from_spectrum(log_magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Ten
 
 
 def low_frequency_mask(size: int, radius: float) -> torch.Tensor:
-    k = (torch.arange(size) - size // 2) / (size / 2)
-    return (torch.sqrt(k[:, None] ** 2 + k[None, :] ** 2) / math.sqrt(2) < radius).float()
+    return (normalized_radius(size, size) < radius).float()
 
 
 def with_radius(spectra: torch.Tensor) -> torch.Tensor:
@@ -84,9 +84,7 @@ def with_radius(spectra: torch.Tensor) -> torch.Tensor:
     the radius (a small model loses the high frequencies), so both networks see it (CoordConv).
     """
     b, _, h, w = spectra.shape
-    ky = (torch.arange(h, device=spectra.device) - h // 2) / (h / 2)
-    kx = (torch.arange(w, device=spectra.device) - w // 2) / (w / 2)
-    radius = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2) / math.sqrt(2)
+    radius = normalized_radius(h, w, spectra.device)
     return torch.cat([spectra, radius.to(spectra.dtype).expand(b, 1, h, w)], dim=1)
 
 
@@ -216,7 +214,7 @@ def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, 
     out = Path(out)
     if generated.shape[1:] != real.shape[1:]:
         raise StigError(f"generated {tuple(generated.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
-    latest = _latest(out)
+    latest = latest_checkpoint(out)
     if latest is not None and not resume:
         raise StigError(f"{out} already holds a STIG run: pass --resume to continue it, or another --out")
     torch.manual_seed(config.seed)
@@ -241,7 +239,7 @@ def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, 
         real_batch = real_spectra[torch.randint(0, len(real_spectra), (config.batch_size,), generator=generator)]
         terms = generator_losses(refiner, config, fake, real_batch, low, generator)
         if not torch.isfinite(terms["loss"]):
-            raise StigError(f"non-finite loss at step {step + 1}; the last good checkpoint is {_latest(out)}: "
+            raise StigError(f"non-finite loss at step {step + 1}; the last good checkpoint is {latest_checkpoint(out)}: "
                             "lower the learning rate and --resume")
         g_optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -306,11 +304,6 @@ def refine(translator: nn.Module, images: torch.Tensor, batch_size: int = 256) -
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------------
-def _latest(out: Path) -> Path | None:
-    found = sorted((out / "checkpoints").glob("step-[0-9]*"))
-    return found[-1] if found else None
-
-
 def _save_checkpoint(out: Path, step: int, refiner: Refiner, g_optimizer, d_optimizer, generator: torch.Generator,
                      config: StigConfig, keep: int = 2) -> None:
     checkpoints = out / "checkpoints"

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .checkpoints import DTYPES, latest_checkpoint
 from .cli import UserError
 from .config import TrainConfig, to_dict
 from .data import build_dataset
@@ -31,7 +32,6 @@ from .losses import frequency_loss, spatial_loss
 from .model import WGUNet
 from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class TrainingError(UserError, RuntimeError):
@@ -135,12 +135,6 @@ def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, 
     lambdas = {"ddpm": config.loss.lambda_ddpm, "spatial": config.loss.lambda_spatial, "freq": config.loss.lambda_freq}
     terms["loss"] = sum(lambdas[k] * terms[k] for k in terms)
     return terms
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete ``checkpoints/step-NNNNNN`` folder (unfinished ``.tmp`` writes are ignored)."""
-    found = sorted((Path(output_dir) / "checkpoints").glob("step-[0-9]*"))
-    return found[-1] if found else None
 
 
 def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path) -> None:
