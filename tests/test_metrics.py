@@ -9,8 +9,10 @@ class MeanColour(nn.Module):
     """A tiny local feature extractor: per-channel means and standard deviations."""
 
     num_features = 6
+    images_seen = 0
 
     def forward(self, images):
+        self.images_seen += len(images)
         x = images.float() / 255
         return torch.cat([x.mean(dim=(-2, -1)), x.std(dim=(-2, -1))], dim=1)
 
@@ -20,8 +22,9 @@ def images(n, low, high, seed):
 
 
 def test_fid_and_kid_run_the_torchmetrics_path_with_a_local_module():
-    reference = images(64, 0, 256, 0)
-    same = fid_kid(images(64, 0, 256, 1), reference, MeanColour())
+    reference, extractor = images(64, 0, 256, 0), MeanColour()
+    same = fid_kid(images(64, 0, 256, 1), reference, extractor)
+    assert extractor.images_seen == 128  # each image once, shared by FID and KID
     shifted = fid_kid(images(64, 60, 256, 2), reference, MeanColour())
     assert same["fid"] < 0.01 < shifted["fid"] and shifted["kid_mean"] > same["kid_mean"]
     assert same["features"] == "MeanColour"

@@ -115,6 +115,17 @@ def feature_extractor(name: str = "auto") -> tuple[nn.Module, str]:
     raise MetricError(f"unknown feature extractor {name!r}; choose auto, {', '.join(EXTRACTORS)}")
 
 
+class Precomputed(nn.Module):
+    """Passes features through, so the extractor runs once per image and FID and KID share its output."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
 @torch.no_grad()
 def fid_kid(generated: torch.Tensor, reference: torch.Tensor, features: str | nn.Module = "auto",
             batch_size: int = 256) -> dict[str, float | str]:
@@ -125,14 +136,15 @@ def fid_kid(generated: torch.Tensor, reference: torch.Tensor, features: str | nn
         feature, label = feature_extractor(features)
     if min(len(generated), len(reference)) < 2:
         raise MetricError("FID and KID need at least 2 images in each set")
-    fid = FrechetInceptionDistance(feature=feature, reset_real_features=True)
+    real, fake = (torch.cat([feature(images[first : first + batch_size]) for first in range(0, len(images), batch_size)])
+                  for images in (reference, generated))
+    passthrough = Precomputed(real.shape[-1])
+    fid = FrechetInceptionDistance(feature=passthrough, reset_real_features=True)
     with warnings.catch_warnings():  # KID keeps every feature in memory; at these set sizes that is intended
         warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=feature, subset_size=min(1000, len(generated), len(reference)),
-                                      subsets=50)
+        kid = KernelInceptionDistance(feature=passthrough, subset_size=min(1000, len(fake), len(real)), subsets=50)
     for metric in (fid, kid):
-        for real, images in ((True, reference), (False, generated)):
-            for first in range(0, len(images), batch_size):
-                metric.update(images[first : first + batch_size], real=real)
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
     kid_mean, kid_std = kid.compute()
     return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std), "features": label}
