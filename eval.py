@@ -5,6 +5,8 @@
   probe     per-timestep spectral-bias probe of checkpoints against the optimal linear denoiser
   stig      STIG spectral refinement of generated images (train a refiner, apply it)
   finc      FINC differential clustering: the modes a test set has more of than a reference, and those it misses
+  report    all of the above for a student and its teacher: samples (reused on a re-run), metrics.json and one
+            self-contained report.html
 
 Image sets are a folder of same-size images, an .npz from sample.py, or patches:heldout (built-in).
 Name a set with name=path, e.g. --generated teacher=runs/teacher_samples.
@@ -79,7 +81,31 @@ def main() -> int:
     stig_apply.add_argument("--features", default="auto", help="FID/KID features (see eval.py spectrum --help)")
     stig_apply.add_argument("--size", type=int, default=32, help="image size of built-in sets")
     stig_apply.add_argument("--overwrite", action="store_true", help="replace images already in --out")
+    report = commands.add_parser("report", help="the whole evaluation of a student vs its teacher: metrics.json, report.html")
+    report.add_argument("student", help="the student checkpoint: model folder, run folder, diffusers folder or Hub id")
+    report.add_argument("--teacher", default="assets/teacher", help="the teacher checkpoint (default assets/teacher)")
+    report.add_argument("--reference", default="patches:heldout",
+                        help="held-out real images: DIR_OR_NPZ or patches:heldout (default)")
+    report.add_argument("--num", type=int, default=256, help="images sampled from each model (default 256)")
+    report.add_argument("--out", required=True, help="report folder; samples already in OUT/samples are reused")
+    report.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
+    report.add_argument("--steps", type=int, default=None, help="denoising steps (default: as sample.py)")
+    report.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: as sample.py)")
+    report.add_argument("--seed", type=int, default=0, help="sampling seed (image i uses (seed, i)), also probe and FINC")
+    report.add_argument("--device", default="auto", help="sampling device: auto, cpu, cuda, ...")
+    report.add_argument("--features", default="auto", help="FID/KID features (see eval.py spectrum --help)")
+    report.add_argument("--finc-features", default="teacher", choices=["teacher", "pixels", "inception", "dinov2"],
+                        help="FINC embedding (see eval.py finc --help; default teacher)")
+    report.add_argument("--stig-refiner", default=None, help="apply this trained STIG refiner to the student's samples")
+    report.add_argument("--stig-steps", type=int, default=None,
+                        help="train a STIG refiner for this many steps on the student's samples vs --reference "
+                        "(in OUT/stig, resumed on a re-run) and apply it")
+    report.add_argument("--timesteps", default=",".join(map(str, (50, 150, 300, 500, 700, 900))),
+                        help="probe timesteps, comma-separated")
+    report.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
     args = parser.parse_args()
+    if args.command == "report" and (args.num < 2 or (args.stig_steps is not None and args.stig_steps < 1)):
+        parser.error("--num must be at least 2 and --stig-steps positive")
     return run_cli(lambda: COMMANDS[args.command](args))
 
 
@@ -133,7 +159,20 @@ def _stig(args: argparse.Namespace) -> None:
     print(f"refined images: {args.out} (grid.png, samples.npz)")
 
 
-COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc, "stig": _stig}
+def _report(args: argparse.Namespace) -> None:
+    from wgunet.evaluate import format_scores
+    from wgunet.report import build_report
+
+    metrics = build_report(args.student, args.teacher, args.reference, args.num, args.out, scheduler=args.scheduler,
+                           steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                           features=args.features, finc_features=args.finc_features, stig_refiner=args.stig_refiner,
+                           stig_steps=args.stig_steps, probe_timesteps=tuple(int(t) for t in args.timesteps.split(",")),
+                           bootstrap=args.bootstrap)
+    print(format_scores(metrics))
+    print(f"report: {args.out}/report.html\nmetrics: {args.out}/metrics.json")
+
+
+COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc, "stig": _stig, "report": _report}
 
 if __name__ == "__main__":
     sys.exit(main())

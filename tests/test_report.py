@@ -1,0 +1,84 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_STUDENT
+from wgunet import WGUNet
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def open_in_chromium(page: Path, screenshot: Path) -> tuple[list[str], list[dict]]:
+    """Load a page in headless Chromium: (sources of images that did not decode, console errors)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # headless and with no network of its own: a self-contained page must not need one
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,2000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(page.resolve().as_uri())
+        broken = driver.execute_script(
+            "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)")
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    return broken, errors
+
+
+@pytest.fixture
+def tiny_student(tmp_path):
+    folder = tmp_path / "student"
+    WGUNet(sample_size=16, **TINY_STUDENT).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, tiny_teacher, tmp_path):
+    out = tmp_path / "report"
+    command = [sys.executable, "eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
+               "--steps", "2", "--timesteps", "10,90", "--bootstrap", "20", "--features", "randconv",
+               "--finc-features", "pixels", "--stig-steps", "2", "--out", str(out)]
+    result = subprocess.run(command + ["--num", "16"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "student").glob("[0-9]*.png")}
+    # asking for more draws only the missing images; the first 16 are kept as they are
+    result = subprocess.run(command + ["--num", "20"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sampling"]["student"]["sampled_now"] == 4 and metrics["sampling"]["teacher"]["sampled_now"] == 4
+    assert all((out / "samples" / "student" / name).stat().st_mtime_ns == t for name, t in first.items())
+    assert set(metrics["scores"]) == {"student", "teacher", "student + STIG"}
+    assert all(s["num"] == 20 for s in metrics["scores"].values())
+    assert "NOT comparable" in metrics["features"] and set(metrics["probe"]["cutoff"]) >= {"student", "teacher"}
+    assert {"test_modes", "reference_modes", "noise_floor"} <= set(metrics["finc"])
+    assert f"report: {out}/report.html" in result.stdout
+
+    page = (out / "report.html").read_text()
+    assert page.count("<img ") == 7 and page.count('src="data:image/png;base64,') == 7  # embedded, not linked
+    assert "http" not in page.split("<body>")[1]  # nothing to fetch: opens offline
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver; "
+                    ".ci/run installs them)")
+    pytest.importorskip("selenium", reason="selenium is in the [dev] extra")
+    broken, errors = open_in_chromium(out / "report.html", tmp_path / "report.png")
+    assert broken == [] and errors == []
+    assert (tmp_path / "report.png").stat().st_size > 20_000  # the page painted
+
+
+def test_report_refuses_two_stig_sources(tmp_path):
+    from wgunet.report import ReportError, build_report
+
+    with pytest.raises(ReportError, match="either --stig-refiner .* or --stig-steps"):
+        build_report("a", "b", "patches:heldout", 4, tmp_path, stig_refiner="r", stig_steps=3)
