@@ -14,21 +14,20 @@ $(VENV)/.installed: pyproject.toml
 
 RUN := runs/default
 
-# distil (resumes if interrupted) -> sample student and teacher -> spectra, scores, probe, FINC
+# distil (resumes if interrupted) -> eval.py report: sample student and teacher (reused on a re-run), spectra,
+# scores, FID/KID, probe, FINC student vs teacher, STIG refinement -> report.html
 demo: $(VENV)/.installed
 	$(PY) train.py configs/default.yaml --resume
-	$(PY) sample.py $(RUN)/model --num 256 --out $(RUN)/samples/student --resume
-	$(PY) sample.py assets/teacher --num 256 --out $(RUN)/samples/teacher --resume
-	$(PY) eval.py spectrum --generated teacher=$(RUN)/samples/teacher --generated student=$(RUN)/samples/student \
-		--reference patches:heldout --out $(RUN)/eval
-	$(PY) eval.py probe teacher=assets/teacher student=$(RUN)/model --out $(RUN)/probe
-	$(PY) eval.py finc --test $(RUN)/samples/student --reference $(RUN)/samples/teacher --out $(RUN)/finc
+	$(PY) eval.py report $(RUN)/model --teacher assets/teacher --reference patches:heldout --num 256 \
+		--stig-steps 1000 --out $(RUN)/report
 	@echo
 	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num 64 --out DIR)"
-	@echo "samples:  $(RUN)/samples/student/grid.png  $(RUN)/samples/teacher/grid.png"
-	@echo "spectra:  $(RUN)/eval/spectra.png  $(RUN)/eval/metrics.json"
-	@echo "probe:    $(RUN)/probe/probe.png  $(RUN)/probe/probe.md"
-	@echo "finc:     $(RUN)/finc/finc_modes.png  $(RUN)/finc/finc.json"
+	@echo "report:   $(RUN)/report/report.html  (open it in a browser; every number in $(RUN)/report/metrics.json)"
+	@echo "samples:  $(RUN)/report/samples/student/grid.png  $(RUN)/report/samples/teacher/grid.png"
+	@echo "spectra:  $(RUN)/report/spectrum/spectra.png"
+	@echo "probe:    $(RUN)/report/probe/probe.png  $(RUN)/report/probe/probe.md"
+	@echo "finc:     $(RUN)/report/finc/finc_modes.png  $(RUN)/report/finc/finc.json"
+	@echo "stig:     $(RUN)/report/samples/student_stig/grid.png  (refiner: $(RUN)/report/stig/refiner)"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
