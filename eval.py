@@ -70,6 +70,9 @@ def main() -> int:
     stig_train.add_argument("--batch-size", type=int, default=None, help="spectra per batch (default 16)")
     stig_train.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3; CUT uses 2e-4 for far longer runs)")
     stig_train.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    stig_train.add_argument("--lambda-gan", type=float, default=None, help="adversarial weight (default 5)")
+    stig_train.add_argument("--lambda-identity", type=float, default=None,
+                            help="weight of the L1 identity loss on real spectra (default 1)")
     stig_train.add_argument("--size", type=int, default=32, help="image size of built-in sets")
     stig_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     stig_apply = stig_commands.add_parser("apply", help="refine a set of images with a trained refiner")
@@ -146,7 +149,8 @@ def _stig(args: argparse.Namespace) -> None:
 
     if args.stig_command == "train":
         refiner = train_stig(args.generated, args.real, args.out, size=args.size, resume=args.resume,
-                             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                             steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             lambda_gan=args.lambda_gan, lambda_identity=args.lambda_identity)
         print(f"refiner: {refiner}\napply it:  python eval.py stig apply --model {refiner} --input IMAGES --out DIR")
         return
     report = apply_stig(args.model, args.input, args.out, reference=args.reference, size=args.size,

@@ -64,7 +64,7 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     bar.update()
     bar.set_postfix_str("probe")
     probe = run_probe({"teacher": teacher, "student": student}, reference, out / "probe", size=size,
-                      limit=min(num, 256), timesteps=probe_timesteps, seed=seed)
+                      limit=min(num, 256), timesteps=probe_timesteps, seed=seed)  # as many real images as samples, <= 256
     bar.update()
     bar.set_postfix_str("FINC")
     finc = run_finc(samples["student"], samples["teacher"], out / "finc", features=finc_features, teacher=teacher,
