@@ -82,3 +82,9 @@ def test_report_refuses_two_stig_sources(tmp_path):
 
     with pytest.raises(ReportError, match="either --stig-refiner .* or --stig-steps"):
         build_report("a", "b", "patches:heldout", 4, tmp_path, stig_refiner="r", stig_steps=3)
+
+
+def test_report_names_a_missing_checkpoint(tmp_path):
+    result = subprocess.run([sys.executable, "eval.py", "report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
