@@ -24,9 +24,11 @@ def images(n, low, high, seed):
 def test_fid_and_kid_run_the_torchmetrics_path_with_a_local_module():
     reference, extractor = images(64, 0, 256, 0), MeanColour()
     same = fid_kid(images(64, 0, 256, 1), reference, extractor)
-    assert extractor.images_seen == 128  # each image once, shared by FID and KID
+    assert extractor.images_seen == 128  # each image once: FID, its bootstrap and KID share the features
     shifted = fid_kid(images(64, 60, 256, 2), reference, MeanColour())
     assert same["fid"] < 0.01 < shifted["fid"] and shifted["kid_mean"] > same["kid_mean"]
+    assert shifted["fid_ci95"][0] <= shifted["fid"] <= shifted["fid_ci95"][1]
+    assert 0 <= same["fid_ci95"][0] <= same["fid_ci95"][1] < 0.01 < shifted["fid_ci95"][0]  # they separate
     assert same["features"] == "MeanColour"
 
 

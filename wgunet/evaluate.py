@@ -108,7 +108,8 @@ def format_scores(metrics: dict) -> str:
                 lines.append(f"  {key:26s} {score['value']:9.4f}  [{score['ci95'][0]:.4f}, {score['ci95'][1]:.4f}]")
         if name in metrics["fid_kid"]:
             f = metrics["fid_kid"][name]
-            lines.append(f"  {'fid':26s} {f['fid']:9.4f}   kid {f['kid_mean']:.5f} +- {f['kid_std']:.5f}  [{f['features']}]")
+            lines.append(f"  {'fid':26s} {f['fid']:9.4f}  [{f['fid_ci95'][0]:.4f}, {f['fid_ci95'][1]:.4f}]  "
+                         f"kid {f['kid_mean']:.5f} +- {f['kid_std']:.5f}  [{f['features']}]")
     return "\n".join(lines)
 
 

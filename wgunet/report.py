@@ -123,7 +123,8 @@ def render_html(metrics: dict, out: Path) -> str:
                  for s in (metrics["scores"][name][key] for name in sets)]
         score_rows.append([SCORE_NOTES.get(key, key)] + cells)
     fid = metrics["fid_kid"]
-    score_rows.append(["FID (no interval: one number per set)"] + [f"{fid[n]['fid']:.4f}" for n in sets])
+    score_rows.append(["FID, lower is better (basic bootstrap interval)"]
+                      + [f"{fid[n]['fid']:.4f} [{fid[n]['fid_ci95'][0]:.4f}, {fid[n]['fid_ci95'][1]:.4f}]" for n in sets])
     score_rows.append(["KID (mean ± std over 50 subsets)"] + [f"{fid[n]['kid_mean']:.5f} ± {fid[n]['kid_std']:.5f}"
                                                             for n in sets])
     score_rows.append(["images"] + [str(metrics["scores"][n]["num"]) for n in sets])
