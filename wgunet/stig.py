@@ -11,6 +11,7 @@ Losses (CUT, Park et al. 2020, as STIG uses them; scaled down for 32x32 CPU runs
         + l_nce * PatchNCE(real, translator(real))   [CUT's identity NCE]
         + l_idt * L1(translator(real), real)          [identity on real spectra]
         + l_low * L1 over the low frequencies          [keep what the generator got right]
+    and the DC term (each channel's mean) passes through unchanged.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class StigConfig:
     nce_patches: int = 64  # sampled patch locations per layer (CUT: 256)
     nce_temperature: float = 0.07
     # OPEN (weights): CUT's lambda_GAN = 1 left the restoration seed-dependent at 1000 steps (high-frequency gap
-    # of blurred patches cut by 47 / 24 / 72% for seeds 0-2); 5 cut it by 43-79% over seeds 0-4 (README, STIG)
+    # of blurred patches cut by 47 / 24 / 72% for seeds 0-2); 5 cut it by 34-62% over seeds 0-4 (README, STIG)
     lambda_gan: float = 5.0
     lambda_nce: float = 1.0
     lambda_identity: float = 1.0
@@ -137,7 +138,14 @@ class Translator(nn.Module):
             h = layer(h)
             if index in layers:
                 features.append(h)
-        return features if layers else x + self.decoder(h)
+        if layers:
+            return features
+        # OPEN (DC): passed through exactly. Held only by the low-frequency L1 penalty, it drifted: with
+        # lambda_gan 5 the default student's refined images lost ~87% of their mean brightness, which the
+        # spectral scores (computed without DC) did not show. (Passing all of r < low_radius through instead
+        # made the restoration seed-dependent again: 19-66% gap cuts over seeds 0-3.)
+        is_dc = normalized_radius(x.shape[-2], x.shape[-1], x.device) == 0
+        return x + self.decoder(h).masked_fill(is_dc, 0.0)
 
 
 class PatchDiscriminator(nn.Module):
