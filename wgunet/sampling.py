@@ -84,7 +84,8 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
     bar.close()
     seconds = time.perf_counter() - started
     images_per_second = len(todo) / seconds if todo else float("nan")
-    finish_image_folder(out, num)
+    if todo or _array_size(out) != num:  # a finished folder is left untouched, so caches keyed on it stay valid
+        finish_image_folder(out, num)
     record.update(num=num, sampled_now=len(todo), seconds=round(seconds, 3), images_per_second=images_per_second)
     return record
 
@@ -109,9 +110,19 @@ def _prepare_folder(out: Path, num: int, record: dict, resume: bool, overwrite: 
             raise SamplingError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
                                 "resume with the same ones, or use --overwrite or another --out")
     out.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps(record, indent=1))
+    if not settings.is_file() or settings.read_text() != json.dumps(record, indent=1):
+        settings.write_text(json.dumps(record, indent=1))
     done = {int(p.stem) for p in existing}
     return [i for i in range(num) if i not in done]
+
+
+def _array_size(out: Path) -> int | None:
+    """Images in ``out/samples.npz`` (None when it is missing or unreadable)."""
+    try:
+        with np.load(out / "samples.npz") as archive:
+            return len(archive["images"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def write_png(image: np.ndarray, path: Path) -> None:
