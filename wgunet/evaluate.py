@@ -9,7 +9,7 @@ from .checkpoints import load_model
 from .data import load_image_set
 from .features import cached_features
 from .finc import finc
-from .metrics import fid_kid
+from .metrics import FidKid
 from .plots import plot_modes, plot_probe, plot_spectra
 from .probe import DEFAULT_TIMESTEPS, probe_table, spectral_probe
 from .sampling import finish_image_folder, write_png
@@ -37,13 +37,14 @@ def evaluate_spectrum(generated: dict[str, str], reference: str, out: str | Path
     metrics = {"reference": reference, "num_reference": len(real_images),
                "reduced_spectrum": {"radius": real["radius"].tolist(), "real": real["spectra"].mean(0).tolist()},
                "scores": {}, "fid_kid": {}}
+    scorer = FidKid(real_images, features) if fid else None
     for name, source in generated.items():
         images, _ = load_image_set(source, size, limit)
         stats = image_statistics(images)
         metrics["reduced_spectrum"][name] = stats["spectra"].mean(0).tolist()
         metrics["scores"][name] = {"num": len(images), **spectral_scores(stats, real, bootstrap)}
         if fid:
-            metrics["fid_kid"][name] = fid_kid(images, real_images, features)
+            metrics["fid_kid"][name] = scorer(images)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     curves = {("real (" + reference + ")" if k == "real" else k): v for k, v in metrics["reduced_spectrum"].items()
               if k != "radius"}
@@ -113,7 +114,6 @@ def format_scores(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-
 def train_stig(generated: str, real: str, out: str | Path, *, size: int = 32, resume: bool = False,
                **overrides) -> Path:
     """Train a STIG refiner on two image sets; returns the refiner folder (``out/refiner``)."""
@@ -141,11 +141,10 @@ def apply_stig(model: str, source: str, out: str | Path, *, reference: str | Non
     report = {"model": str(model), "input": source, "num": len(refined)}
     if reference is not None:
         real_images, _ = load_image_set(reference, size)
-        real = image_statistics(real_images)
+        real, scorer = image_statistics(real_images), FidKid(real_images, features)
         for stage, stage_images in (("before", images), ("after", refined)):
             scores = spectral_scores(image_statistics(stage_images), real)
             report[stage] = {"lfd": scores["lfd"], "high_frequency_ratio": scores["high_frequency_ratio"],
-                             "log_spectral_distance_db": scores["log_spectral_distance_db"],
-                             **fid_kid(stage_images, real_images, features)}
+                             "log_spectral_distance_db": scores["log_spectral_distance_db"], **scorer(stage_images)}
         (out / "stig_metrics.json").write_text(json.dumps(report, indent=1))
     return report

@@ -134,36 +134,53 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fid.compute())
 
 
-@torch.no_grad()
-def fid_kid(generated: torch.Tensor, reference: torch.Tensor, features: str | nn.Module = "auto",
-            batch_size: int = 256, bootstrap: int = 50, seed: int = 0) -> dict:
-    """FID with a 95% interval, KID (mean, std over subsets) of uint8 (N, 3, H, W) sets, and the extractor's label.
+class FidKid:
+    """FID with a 95% interval and KID of generated sets against one reference set.
 
+    The extractor is built and the reference's features are computed once, however many sets are scored.
     The interval is the basic bootstrap one, [2 FID - q97.5, 2 FID - q2.5] over resampled images of both
     sets: a resample repeats images, which biases FID upward, and the basic interval reflects that bias
     back instead of sitting above the estimate as the percentile one does. Clipped at 0: for two sets of one
     distribution (FID near 0) it can miss the estimate, as any interval built from a bias estimate can.
     """
-    if isinstance(features, nn.Module):
-        feature, label = features, getattr(features, "label", type(features).__name__)
-    else:
-        feature, label = feature_extractor(features)
-    if min(len(generated), len(reference)) < 2:
-        raise MetricError("FID and KID need at least 2 images in each set")
-    real, fake = (torch.cat([feature(images[first : first + batch_size]) for first in range(0, len(images), batch_size)])
-                  for images in (reference, generated))
-    fid = frechet_distance(real, fake)
-    generator = torch.Generator().manual_seed(seed)
-    resampled = torch.tensor([frechet_distance(real[torch.randint(len(real), (len(real),), generator=generator)],
-                                               fake[torch.randint(len(fake), (len(fake),), generator=generator)])
-                              for _ in range(bootstrap)])
-    q_low, q_high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if bootstrap else (fid, fid)
-    with warnings.catch_warnings():  # KID keeps every feature in memory; at these set sizes that is intended
-        warnings.simplefilter("ignore", UserWarning)
-        kid = KernelInceptionDistance(feature=Precomputed(real.shape[-1]), subset_size=min(1000, len(fake), len(real)),
-                                      subsets=50)
-    kid.update(real, real=True)
-    kid.update(fake, real=False)
-    kid_mean, kid_std = kid.compute()
-    return {"fid": fid, "fid_ci95": [max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low)], "kid_mean": float(kid_mean),
-            "kid_std": float(kid_std), "features": label}
+
+    def __init__(self, reference: torch.Tensor, features: str | nn.Module = "auto", batch_size: int = 256,
+                 bootstrap: int = 50, seed: int = 0):
+        if isinstance(features, nn.Module):
+            self.feature, self.label = features, getattr(features, "label", type(features).__name__)
+        else:
+            self.feature, self.label = feature_extractor(features)
+        self.batch_size, self.bootstrap, self.seed = batch_size, bootstrap, seed
+        self.real = self._features(reference)
+
+    @torch.no_grad()
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        if len(images) < 2:
+            raise MetricError("FID and KID need at least 2 images in each set")
+        return torch.cat([self.feature(images[first : first + self.batch_size])
+                          for first in range(0, len(images), self.batch_size)])
+
+    def __call__(self, generated: torch.Tensor) -> dict:
+        """FID, its interval, KID (mean, std over subsets) of uint8 (N, 3, H, W) images, and the extractor's label."""
+        real, fake = self.real, self._features(generated)
+        fid = frechet_distance(real, fake)
+        generator = torch.Generator().manual_seed(self.seed)
+        resampled = torch.tensor([frechet_distance(real[torch.randint(len(real), (len(real),), generator=generator)],
+                                                   fake[torch.randint(len(fake), (len(fake),), generator=generator)])
+                                  for _ in range(self.bootstrap)])
+        q_low, q_high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if self.bootstrap else (fid, fid)
+        with warnings.catch_warnings():  # KID keeps every feature in memory; at these set sizes that is intended
+            warnings.simplefilter("ignore", UserWarning)
+            kid = KernelInceptionDistance(feature=Precomputed(real.shape[-1]),
+                                          subset_size=min(1000, len(fake), len(real)), subsets=50)
+        kid.update(real, real=True)
+        kid.update(fake, real=False)
+        kid_mean, kid_std = kid.compute()
+        return {"fid": fid, "fid_ci95": [max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low)],
+                "kid_mean": float(kid_mean), "kid_std": float(kid_std), "features": self.label}
+
+
+def fid_kid(generated: torch.Tensor, reference: torch.Tensor, features: str | nn.Module = "auto",
+            batch_size: int = 256, bootstrap: int = 50, seed: int = 0) -> dict:
+    """FID (with interval) and KID of one generated set; see ``FidKid``."""
+    return FidKid(reference, features, batch_size, bootstrap, seed)(generated)
