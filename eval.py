@@ -17,6 +17,8 @@ import sys
 
 from wgunet.cli import run_cli
 
+PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,7 +42,7 @@ def main() -> int:
     probe.add_argument("checkpoints", nargs="+", metavar="[NAME=]CHECKPOINT", help="model folders, runs or Hub ids")
     probe.add_argument("--reference", default="patches:heldout", help="clean images: DIR_OR_NPZ or patches:heldout")
     probe.add_argument("--out", required=True, help="folder for probe.json, probe.md and probe.png")
-    probe.add_argument("--timesteps", default="50,150,300,500,700,900", help="comma-separated timesteps")
+    probe.add_argument("--timesteps", default=PROBE_TIMESTEPS, help="comma-separated timesteps")
     probe.add_argument("--num", type=int, default=256, help="reference images used")
     probe.add_argument("--size", type=int, default=32, help="image size of the built-in reference")
     probe.add_argument("--seed", type=int, default=0, help="seed of the noise added to the reference images")
@@ -103,8 +105,7 @@ def main() -> int:
     report.add_argument("--stig-steps", type=int, default=None,
                         help="train a STIG refiner for this many steps on the student's samples vs --reference "
                         "(in OUT/stig, resumed on a re-run) and apply it")
-    report.add_argument("--timesteps", default=",".join(map(str, (50, 150, 300, 500, 700, 900))),
-                        help="probe timesteps, comma-separated")
+    report.add_argument("--timesteps", default=PROBE_TIMESTEPS, help="probe timesteps, comma-separated")
     report.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
     args = parser.parse_args()
     if args.command == "report" and (args.num < 2 or (args.stig_steps is not None and args.stig_steps < 1)):

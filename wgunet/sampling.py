@@ -110,8 +110,9 @@ def _prepare_folder(out: Path, num: int, record: dict, resume: bool, overwrite: 
             raise SamplingError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
                                 "resume with the same ones, or use --overwrite or another --out")
     out.mkdir(parents=True, exist_ok=True)
-    if not settings.is_file() or settings.read_text() != json.dumps(record, indent=1):
-        settings.write_text(json.dumps(record, indent=1))
+    text = json.dumps(record, indent=1)
+    if not settings.is_file() or settings.read_text() != text:
+        settings.write_text(text)
     done = {int(p.stem) for p in existing}
     return [i for i in range(num) if i not in done]
 
