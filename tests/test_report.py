@@ -88,3 +88,10 @@ def test_report_names_a_missing_checkpoint(tmp_path):
     result = subprocess.run([sys.executable, "eval.py", "report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for flags, message in ((["--reference", str(empty)], "no images in"), (["--stig-refiner", str(empty)], "not a STIG refiner")):
+        result = subprocess.run([sys.executable, "eval.py", "report", "assets/teacher", "--out", str(tmp_path / "r")] + flags,
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "r").exists()  # refused before any sampling

@@ -15,9 +15,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .cli import UserError
+from .data import load_image_set
 from .evaluate import apply_stig, evaluate_spectrum, run_finc, run_probe, train_stig
 from .probe import DEFAULT_TIMESTEPS
 from .sampling import run_sampling
+from .stig import load_refiner
 
 STIG_SET = "student + STIG"
 
@@ -34,6 +36,10 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``."""
     if stig_refiner and stig_steps:
         raise ReportError("pass either --stig-refiner (apply a trained refiner) or --stig-steps (train one), not both")
+    # a bad reference or refiner fails now, not after minutes of sampling
+    load_image_set(reference, limit=2)
+    if stig_refiner:
+        load_refiner(stig_refiner)
     out = Path(out)
     stages = ["sample student", "sample teacher", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"]
     bar = tqdm(stages, desc="report", unit="stage")
