@@ -15,7 +15,6 @@ Name a set with name=path, e.g. --generated teacher=runs/teacher_samples.
 import argparse
 import sys
 
-from wgunet.cli import run_cli
 
 PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
 
@@ -110,6 +109,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "report" and (args.num < 2 or (args.stig_steps is not None and args.stig_steps < 1)):
         parser.error("--num must be at least 2 and --stig-steps positive")
+    from wgunet.cli import run_cli  # after parsing: --help never loads torch
+
     return run_cli(lambda: COMMANDS[args.command](args))
 
 

@@ -8,7 +8,6 @@ Writes numbered PNGs, grid.png and samples.npz (uint8, N x H x W x C) into DIR.
 import argparse
 import sys
 
-from wgunet.cli import run_cli
 
 
 def main() -> int:
@@ -32,6 +31,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.num < 1 or (args.batch_size is not None and args.batch_size < 1) or (args.steps is not None and args.steps < 1):
         parser.error("--num, --batch-size and --steps must be positive")
+    from wgunet.cli import run_cli  # after parsing: --help never loads torch
+
     return run_cli(lambda: _sample(args))
 
 

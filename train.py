@@ -3,7 +3,6 @@
 import argparse
 import sys
 
-from wgunet.cli import run_cli
 
 
 def main() -> int:
@@ -24,6 +23,8 @@ def main() -> int:
     if "=" in args.config:  # only overrides were given: the config is the default
         args.overrides.insert(0, args.config)
         args.config = "configs/default.yaml"
+    from wgunet.cli import run_cli  # after parsing: --help never loads torch
+
     return run_cli(lambda: _train(args))
 
 

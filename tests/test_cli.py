@@ -1,0 +1,23 @@
+import subprocess
+import sys
+
+import pytest
+
+# Runs an entry point's --help and reports which heavy packages it imported on the way.
+PROBE = """
+import runpy, sys
+sys.argv = [{script!r}] + {args!r}
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+except SystemExit:
+    pass
+print("IMPORTED", sorted(m for m in ("torch", "diffusers", "accelerate", "numpy", "wgunet") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("script, args", [("train.py", ["--help"]), ("sample.py", ["--help"]), ("eval.py", ["--help"]),
+                                          ("eval.py", ["report", "--help"]), ("eval.py", ["stig", "train", "--help"])])
+def test_help_parses_arguments_before_importing_torch(script, args):
+    result = subprocess.run([sys.executable, "-c", PROBE.format(script=script, args=args)], capture_output=True, text=True)
+    assert "usage:" in result.stdout, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "IMPORTED []"
