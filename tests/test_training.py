@@ -159,3 +159,19 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     DDPMPipeline.from_pretrained(run / "model")
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("max_steps, warmup, reached_at", [(50, 100, 5), (1000, 100, 100), (1000, 20, 20)])
+def test_warmup_is_capped_at_a_tenth_of_the_run_so_short_runs_reach_their_learning_rate(max_steps, warmup, reached_at):
+    from wgunet.training import build_lr_schedule
+
+    config = load_config(None, [f"max_steps={max_steps}", f"warmup_steps={warmup}", "lr=0.01"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    schedule = build_lr_schedule(optimizer, config)
+    rates = []
+    for _ in range(max_steps):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == reached_at
+    assert rates[reached_at - 1] < 0.01

@@ -166,6 +166,19 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, expor
     return final
 
 
+MAX_WARMUP_FRACTION = 0.1
+
+
+def build_lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then cosine decay to 0 at ``max_steps``.
+
+    Warmup is capped at 10% of ``max_steps``: a short run (max_steps=50 with the default warmup of 100) still
+    reaches its learning rate and spends most of its steps near it.
+    """
+    warmup = min(config.warmup_steps, int(MAX_WARMUP_FRACTION * config.max_steps))
+    return get_cosine_schedule_with_warmup(optimizer, warmup, config.max_steps)
+
+
 def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Path:
     """Train (or resume) as ``config`` says; returns the exported pipeline folder ``output_dir/model``."""
     output_dir, final = Path(config.output_dir), Path(config.output_dir) / "model"
@@ -190,7 +203,7 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
                             "lower batch_size or add images")
     loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=config.data.num_workers)
     optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay)
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    lr_schedule = build_lr_schedule(optimizer, config)
     exported = model.student if isinstance(model, Distiller) else model
     ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
