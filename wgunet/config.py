@@ -64,7 +64,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # capped at 10% of max_steps (training.build_lr_schedule)
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True

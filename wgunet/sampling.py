@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -36,13 +36,37 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
 
 
-def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto", dtype: str = "float32") -> DDPMPipeline:
+def sampler_config(name: str, training_schedule: dict) -> dict:
+    """The training schedule's config, translated so that sampler ``name`` treats the model as it was trained.
+
+    Noise schedule, ``prediction_type``, ``timestep_spacing`` and ``steps_offset`` carry over as they are. x0
+    clipping (``clip_sample``, which DDPM-trained teachers such as google/ddpm-* and assets/teacher rely on at
+    large t) is a DDPM/DDIM option that DPM-Solver++ does not have; it has dynamic thresholding, which clips x0
+    to [-s, s] and divides by s with s = clamp(quantile(|x0|), 1, sample_max_value). With sample_max_value = 1,
+    s = 1 and that is exactly x0.clamp(-1, 1). Without it, DPM-Solver++ on the shipped teacher gave flat
+    saturated tiles (most pixels at 0 or 255).
+    """
+    # diffusers swaps values listed in _use_default_values for the new class's defaults (DPM-Solver++'s "linspace"
+    # spacing for the DDPM schedule's "leading", say); every value of the training schedule is kept instead.
+    config = {k: v for k, v in training_schedule.items() if k != "_use_default_values"}
+    if name == "dpm++" and config.get("clip_sample") and not config.get("thresholding"):
+        if config.get("clip_sample_range", 1.0) != 1.0:
+            raise SamplingError(f"this model clips x0 to +-{config['clip_sample_range']}, which DPM-Solver++'s "
+                                "thresholding cannot reproduce (only +-1): use --scheduler ddim or ddpm")
+        config.update(thresholding=True, sample_max_value=1.0)
+    return config
+
+
+def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto",
+                  dtype: str = "float32") -> DDPMPipeline | DDIMPipeline:
     """A pipeline of the checkpoint's model and the chosen sampler, built from the model's own noise schedule."""
     if scheduler not in SCHEDULERS:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     model, training_schedule = load_model(checkpoint, DTYPES[dtype])
-    sampler = SCHEDULERS[scheduler].from_config(training_schedule.config)
-    pipeline = DDPMPipeline(unet=model, scheduler=sampler).to(pick_device(device))
+    sampler = SCHEDULERS[scheduler].from_config(sampler_config(scheduler, training_schedule.config))
+    # DDIMPipeline, because only it passes use_clipped_model_output to the scheduler (see sample_images).
+    pipeline_class = DDIMPipeline if scheduler == "ddim" else DDPMPipeline
+    pipeline = pipeline_class(unet=model, scheduler=sampler).to(pick_device(device))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -52,10 +76,15 @@ def image_generator(seed: int, index: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def sample_images(pipeline: DDPMPipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
+def sample_images(pipeline: DDPMPipeline | DDIMPipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
     """uint8 images (B, H, W, C) for the given image indices."""
     generators = [image_generator(seed, i) for i in indices]
-    images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np").images
+    # DDIM: when x0 is clipped, the noise estimate is re-derived from the clipped x0 (use_clipped_model_output), so
+    # that the DDIM update stays on one trajectory. diffusers' default mixes the clipped x0 with the unclipped
+    # noise; on the shipped teacher that collapsed the samples to low-contrast grey (pixel std 0.21, real 0.59).
+    options = {"eta": 0.0, "use_clipped_model_output": True} if isinstance(pipeline, DDIMPipeline) else {}
+    images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np",
+                      **options).images
     return (images * 255).round().astype(np.uint8)
 
 
