@@ -44,11 +44,23 @@ def test_probe_wiener_filter_recovers_fewer_radii_as_noise_grows():
     model = WGUNet(sample_size=16, block_out_channels=(8, 16), norm_num_groups=8, attention_head_dim=8).eval()
     result = spectral_probe({"random student": (model, DDPMScheduler())}, reference, timesteps=(20, 200, 600, 950))
     wiener = result["models"]["optimal linear (Wiener)"]
-    assert wiener["cutoff"] == sorted(wiener["cutoff"], reverse=True) and wiener["cutoff"][0] > wiener["cutoff"][-1]
+    cutoffs = [c or 0.0 for c in wiener["cutoff"]]  # None: not even the lowest ring is half recovered
+    assert cutoffs == sorted(cutoffs, reverse=True) and cutoffs[0] > cutoffs[-1]
     assert np.mean(wiener["recovered"][0][:3]) > 0.8  # almost no noise: low radii come back
     student = result["models"]["random student"]
     assert len(student["recovered"]) == 4 and len(student["power"][0]) == len(result["radius"])
     assert np.mean(student["recovered"][0]) < np.mean(wiener["recovered"][0])  # an untrained model recovers less
+
+
+def test_probe_cutoff_is_none_when_not_even_the_lowest_ring_is_half_recovered():
+    from wgunet.probe import cutoff_radius, format_cutoff, probe_table
+
+    radius = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    assert cutoff_radius(radius, torch.tensor([0.9, 0.7, 0.4, 0.6])) == pytest.approx(0.3)
+    assert cutoff_radius(radius, torch.tensor([0.9, 0.7, 0.6, 0.6])) == 1.0
+    assert cutoff_radius(radius, torch.tensor([0.4, 0.7, 0.6, 0.6])) is None
+    table = probe_table({"timesteps": [10, 900], "models": {"m": {"cutoff": [0.3, None]}}})
+    assert table.splitlines()[-1] == "| 900 | none |" and format_cutoff(0.25) == "0.25"
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ For each timestep t, clean reference images x0 are noised with a fixed seed, eac
 the reduced spectra give, per radius r:
 - ``power``: S(x0_hat) / S(x0), below 1 where the prediction lacks power (spectral bias);
 - ``recovered``: 1 - S(x0_hat - x0) / S(x0), the share of the clean signal recovered at r (1 = exact).
-The cut-off is the smallest r where ``recovered`` falls below one half.
+The cut-off is the smallest r where ``recovered`` falls below one half: the model recovers at least half of the
+clean signal at every radius below it. When even the lowest ring is below one half there is no such radius and
+the cut-off is None ("none" in tables, null in JSON), not that ring's radius.
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ def predicted_x0(model: torch.nn.Module, scheduler: DDPMScheduler, noisy: torch.
     if kind == "v_prediction":
         return abar.sqrt() * noisy - (1 - abar).sqrt() * output
     return output
+
+
+def cutoff_radius(radius: torch.Tensor, recovered: torch.Tensor) -> float | None:
+    """The first radius where less than half is recovered; 1.0 when every ring recovers half, None when none does."""
+    below = torch.nonzero(recovered < 0.5)
+    if not len(below):
+        return 1.0
+    return float(radius[below[0, 0]]) if below[0, 0] > 0 else None
+
+
+def format_cutoff(cutoff: float | None) -> str:
+    return "none" if cutoff is None else f"{cutoff:.2f}"
 
 
 def wiener_x0(noisy: torch.Tensor, abar: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
@@ -63,10 +77,9 @@ def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], ref
             predicted_power = reduced_spectrum(estimate)[1].mean(0)
             error_power = reduced_spectrum(estimate - x0)[1].mean(0)
             recovered = 1 - error_power / clean
-            below = torch.nonzero(recovered < 0.5)
             curves["power"].append((predicted_power / clean).tolist())
             curves["recovered"].append(recovered.tolist())
-            curves["cutoff"].append(float(radius[below[0, 0]]) if len(below) else 1.0)
+            curves["cutoff"].append(cutoff_radius(radius, recovered))
     return result
 
 
@@ -75,5 +88,5 @@ def probe_table(result: dict) -> str:
     names = list(result["models"])
     lines = ["| t | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, t in enumerate(result["timesteps"]):
-        lines.append(f"| {t} | " + " | ".join(f"{result['models'][n]['cutoff'][i]:.2f}" for n in names) + " |")
+        lines.append(f"| {t} | " + " | ".join(format_cutoff(result['models'][n]['cutoff'][i]) for n in names) + " |")
     return "\n".join(lines)

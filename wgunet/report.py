@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .cli import UserError
 from .data import load_image_set
 from .evaluate import apply_stig, evaluate_spectrum, run_finc, run_probe, train_stig
-from .probe import DEFAULT_TIMESTEPS
+from .probe import DEFAULT_TIMESTEPS, format_cutoff
 from .sampling import run_sampling
 from .stig import load_refiner
 
@@ -135,7 +135,7 @@ def render_html(metrics: dict, out: Path) -> str:
                                                             for n in sets])
     score_rows.append(["images"] + [str(metrics["scores"][n]["num"]) for n in sets])
     probe = metrics["probe"]
-    probe_rows = [[str(t)] + [f"{probe['cutoff'][n][i]:.2f}" for n in probe["cutoff"]]
+    probe_rows = [[str(t)] + [format_cutoff(probe['cutoff'][n][i]) for n in probe["cutoff"]]
                   for i, t in enumerate(probe["timesteps"])]
     finc = metrics["finc"]
     finc_rows = [[direction, str(j + 1), f"{m['eigenvalue']:.4f}", str(m["size"]), ", ".join(m["top"][:5])]
