@@ -95,3 +95,18 @@ def test_stats_of_the_cifar10_teacher_and_the_default_student():
 def test_macs_grow_with_width():
     small, wide = WGUNet(**TINY), WGUNet(**{**TINY, "block_out_channels": (32, 64), "attention_head_dim": 32})
     assert macs_per_image(wide) > 3 * macs_per_image(small)
+
+
+def test_an_export_loads_in_plain_diffusers_after_import_wgunet(tmp_path):
+    """diffusers imports no module a folder names; `import wgunet` registers WGUNet (the README's loading line)."""
+    import subprocess
+    import sys
+
+    DDPMPipeline(unet=WGUNet(**TINY), scheduler=DDPMScheduler(num_train_timesteps=50)).save_pretrained(tmp_path)
+    load = (f"from diffusers import DDPMPipeline\npipeline = DDPMPipeline.from_pretrained({str(tmp_path)!r})\n"
+            "print(type(pipeline.unet).__name__, pipeline(batch_size=1, num_inference_steps=2, output_type='np').images.shape)")
+    without = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
+    assert without.returncode != 0 and "wgunet.model" in without.stderr
+    with_import = subprocess.run([sys.executable, "-c", "import wgunet\n" + load], capture_output=True, text=True)
+    assert with_import.returncode == 0, with_import.stderr[-2000:]
+    assert with_import.stdout.strip().endswith("WGUNet (1, 16, 16, 3)")

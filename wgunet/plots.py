@@ -11,12 +11,29 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# One order and one colour per image set in every table, grid and plot of the project.
+SET_ORDER = ("real", "teacher", "student", "student + STIG")
+SET_COLOURS = {"real": "#222222", "teacher": "#1f77b4", "student": "#ff7f0e", "student + STIG": "#2ca02c",
+               "optimal linear (Wiener)": "#8c8c8c"}
+
+
+def set_colour(name: str) -> str | None:
+    """The fixed colour of a named set ("real (patches:heldout)" is "real"); None lets matplotlib choose."""
+    return SET_COLOURS.get(name) or SET_COLOURS.get(name.split(" (")[0])
+
+
+def in_set_order(names) -> list[str]:
+    """Names sorted as SET_ORDER; other names keep their order after those."""
+    rank = {name: i for i, name in enumerate(SET_ORDER)}
+    return sorted(names, key=lambda n: rank.get(n.split(" (")[0], len(SET_ORDER)))
+
 
 def plot_spectra(radius: list[float], spectra: dict[str, list[float]], path: str | Path, title: str = "") -> None:
     """Mean reduced spectra on log-log axes, one curve per image set."""
     figure, axis = plt.subplots(figsize=(6, 4.2))
-    for name, curve in spectra.items():
-        axis.loglog(radius, curve, label=name, linewidth=2 if name.startswith("real") else 1.5)
+    for name in in_set_order(spectra):
+        axis.loglog(radius, spectra[name], label=name, color=set_colour(name),
+                    linewidth=2 if name.startswith("real") else 1.5)
     axis.axvspan(2 / 3, 1, color="0.9", zorder=0, label="high band (r >= 2/3)")
     axis.set(xlabel="normalised radius r (1 = corner)", ylabel="mean power", title=title or "reduced spectra")
     axis.grid(True, which="both", alpha=0.3)
@@ -27,18 +44,24 @@ def plot_spectra(radius: list[float], spectra: dict[str, list[float]], path: str
 
 
 def plot_probe(result: dict, path: str | Path) -> None:
-    """Recovered share of the clean spectrum vs radius, one panel per timestep, one line per model."""
+    """Recovered share of the clean spectrum vs radius, one panel per timestep (3 a row), one line per model."""
     timesteps = result["timesteps"]
-    figure, axes = plt.subplots(1, len(timesteps), figsize=(3 * len(timesteps), 3.2), sharey=True, squeeze=False)
-    for i, (axis, t) in enumerate(zip(axes[0], timesteps)):
-        for name, curves in result["models"].items():
-            axis.semilogx(result["radius"], curves["recovered"][i], label=name,
-                          linestyle="--" if "Wiener" in name else "-")
+    columns = min(3, len(timesteps))
+    rows = -(-len(timesteps) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), sharey=True, squeeze=False)
+    for axis in axes.flat[len(timesteps):]:
+        axis.axis("off")
+    for i, (axis, t) in enumerate(zip(axes.flat, timesteps)):
+        for name in in_set_order(result["models"]):
+            axis.semilogx(result["radius"], result["models"][name]["recovered"][i], label=name,
+                          color=set_colour(name), linestyle="--" if "Wiener" in name else "-")
         axis.axhline(0.5, color="0.6", linewidth=0.8)
-        axis.set(title=f"t = {t}", xlabel="r", ylim=(-0.5, 1.05))
+        axis.set(title=f"t = {t}", xlabel="normalised radius r", ylim=(-0.5, 1.05))
         axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("recovered: 1 - S(x0_hat - x0) / S(x0)")
-    axes[0][-1].legend(fontsize=7)
+    for row in axes:
+        row[0].set_ylabel("recovered share")
+    axes.flat[0].legend(fontsize=8)
+    figure.suptitle("recovered: 1 - S(x0_hat - x0) / S(x0); half recovered at the grey line")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -12,13 +12,17 @@ import html
 import json
 from pathlib import Path
 
+from PIL import Image
 from tqdm.auto import tqdm
 
 from .cli import UserError
 from .data import load_image_set
 from .evaluate import apply_stig, evaluate_spectrum, run_finc, run_probe, train_stig
 from .probe import DEFAULT_TIMESTEPS, format_cutoff
-from .sampling import run_sampling
+from .checkpoints import load_model
+from .plots import in_set_order
+from .sampling import GRID_IMAGES, make_grid, run_sampling
+from .stats import count_parameters, macs_per_image
 from .stig import load_refiner
 
 STIG_SET = "student + STIG"
@@ -44,7 +48,7 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     stages = ["sample student", "sample teacher", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"]
     bar = tqdm(stages, desc="report", unit="stage")
     samples, sampling = {}, {}
-    for name, checkpoint in (("student", student), ("teacher", teacher)):
+    for name, checkpoint in (("teacher", teacher), ("student", student)):
         bar.set_postfix_str(f"sample {name}")
         folder = out / "samples" / name
         # resume: images already in the folder (same checkpoint and settings) are kept, only missing ones are drawn
@@ -76,6 +80,8 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     finc = run_finc(samples["student"], samples["teacher"], out / "finc", features=finc_features, teacher=teacher,
                     size=size, seed=seed)
     bar.update()
+    real_images, _ = load_image_set(reference, size, limit=GRID_IMAGES)
+    Image.fromarray(make_grid(real_images.permute(0, 2, 3, 1).numpy())).save(out / "real_grid.png")
     metrics = {
         "student": student, "teacher": teacher, "reference": reference, "num": num, "stig_refiner": stig_refiner,
         "samples": samples, "sampling": sampling,
@@ -84,13 +90,24 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
         "reduced_spectrum": spectrum["reduced_spectrum"],
         "probe": {"timesteps": probe["timesteps"], "cutoff": {n: m["cutoff"] for n, m in probe["models"].items()}},
         "finc": finc,
+        "model_sizes": {name: describe(checkpoint) for name, checkpoint in (("teacher", teacher), ("student", student))},
     }
+    if stig_refiner:
+        metrics["model_sizes"][STIG_SET] = {"params_M": metrics["model_sizes"]["student"]["params_M"]
+                                            + count_parameters(load_refiner(stig_refiner)) / 1e6,
+                                            "GMACs": None}  # the refiner's FFTs are not counted by the MAC counter
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     bar.set_postfix_str("report.html")
     (out / "report.html").write_text(render_html(metrics, out))
     bar.update()
     bar.close()
     return metrics
+
+
+def describe(checkpoint: str) -> dict:
+    """Parameters (millions) and GMACs per image of a checkpoint's model."""
+    model, _ = load_model(checkpoint)
+    return {"params_M": count_parameters(model) / 1e6, "GMACs": macs_per_image(model) / 1e9}
 
 
 def _image(path: Path, alt: str) -> str:
@@ -120,8 +137,11 @@ SCORE_NOTES = {
 
 def render_html(metrics: dict, out: Path) -> str:
     """The report page: every image embedded, every number with its 95% interval."""
-    sets = list(metrics["scores"])
-    score_rows = []
+    sets = in_set_order(metrics["scores"])
+    sizes = metrics["model_sizes"]
+    score_rows = [["parameters (M)"] + [f"{sizes[n]['params_M']:.2f}" for n in sets],
+                  ["GMACs per image (one network evaluation)"]
+                  + ["-" if sizes[n]["GMACs"] is None else f"{sizes[n]['GMACs']:.3f}" for n in sets]]
     for key in metrics["scores"][sets[0]]:
         if key == "num":
             continue
@@ -135,7 +155,8 @@ def render_html(metrics: dict, out: Path) -> str:
                                                             for n in sets])
     score_rows.append(["images"] + [str(metrics["scores"][n]["num"]) for n in sets])
     probe = metrics["probe"]
-    probe_rows = [[str(t)] + [format_cutoff(probe['cutoff'][n][i]) for n in probe["cutoff"]]
+    probe_models = in_set_order(probe["cutoff"])
+    probe_rows = [[str(t)] + [format_cutoff(probe["cutoff"][n][i]) for n in probe_models]
                   for i, t in enumerate(probe["timesteps"])]
     finc = metrics["finc"]
     finc_rows = [[direction, str(j + 1), f"{m['eigenvalue']:.4f}", str(m["size"]), ", ".join(m["top"][:5])]
@@ -151,31 +172,35 @@ def render_html(metrics: dict, out: Path) -> str:
                   ["FINC features", f"{finc['features']}; sigma {finc['sigma']:.4g}, noise floor {finc['noise_floor']:.4g}"]]
     if metrics["stig_refiner"]:
         setup_rows.append(["STIG refiner", metrics["stig_refiner"]])
-    samples = {name: Path(folder) / "grid.png" for name, folder in metrics["samples"].items()}
-    grids = "".join(_figure(samples[name], f"{name}: first {min(64, metrics['num'])} samples")
-                    for name in ("teacher", "student"))
+    grids = {"real": out / "real_grid.png", **{name: Path(folder) / "grid.png" for name, folder in metrics["samples"].items()}}
+    shown = min(GRID_IMAGES, metrics["num"])
+    captions = {"real": f"real (held out): first {GRID_IMAGES} of {metrics['num_reference']}"}
+    sample_grids = "".join(_figure(grids[name], captions.get(name, f"{name}: first {shown} samples"))
+                           for name in in_set_order(["real", "teacher", "student"]))
     stig = ""
-    if STIG_SET in samples:
-        stig = ("<h2>STIG refinement of the student's samples</h2><div class=\"row grid\">"
-                + _figure(samples["student"], "before (student)") + _figure(samples[STIG_SET], "after (student + STIG)")
-                + "</div><p>Scores before and after are the student and student + STIG columns of the table below.</p>")
+    if STIG_SET in grids:
+        stig = ("<h2 id=\"stig\">STIG refinement of the student's samples</h2><div class=\"row grid\">"
+                + _figure(grids["student"], "before (student)") + _figure(grids[STIG_SET], "after (student + STIG)")
+                + "</div><p>Scores before and after are the student and student + STIG columns of the "
+                  "<a href=\"#scores\">score table</a> above.</p>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
              "th{background:#f2f2f2}.row{display:flex;gap:1em;flex-wrap:wrap}figure{margin:0}"
-             "img{max-width:100%;image-rendering:pixelated}.grid img{width:420px}figcaption{font-size:90%;color:#555}")
+             "img{max-width:100%;image-rendering:pixelated}.grid img{width:380px}figcaption{font-size:90%;color:#555}"
+             ".plot img{width:100%;image-rendering:auto}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>wgunet report</title><style>{style}</style></head><body>
 <h1>wgunet report: student vs teacher</h1>
 {_table(["setting", "value"], setup_rows)}
-<h2>Samples</h2><div class="row grid">{grids}</div>
-<h2>Scores against the real set (95% bootstrap intervals)</h2>
+<h2>Samples</h2><div class="row grid">{sample_grids}</div>
+<h2 id="scores">Scores against the real set (95% bootstrap intervals)</h2>
 {_table(["score"] + sets, score_rows)}
 <h2>Reduced spectra</h2>{_figure(out / "spectrum" / "spectra.png", "mean reduced power spectra, log-log")}
 <h2>Spectral-bias probe</h2>
 <p>Share of the clean spectrum each model recovers from x_t, per radius; the table gives the radius below which
 at least half is recovered.</p>
-{_figure(out / "probe" / "probe.png", "recovered spectrum per timestep")}
-{_table(["t"] + list(probe["cutoff"]), probe_rows)}
+<div class="plot">{_figure(out / "probe" / "probe.png", "recovered share of the clean spectrum per radius, one panel per timestep")}</div>
+{_table(["t"] + probe_models, probe_rows)}
 <h2>FINC: modes the student over- and under-produces against the teacher</h2>
 <p>Eigenvalues of C_student - C_teacher (and the reverse) above the split-half noise floor; size is the
 number of samples that load on the mode.</p>
