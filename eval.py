@@ -17,6 +17,7 @@ import sys
 
 
 PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
+TEACHER = "assets/teacher"
 
 
 def main() -> int:
@@ -29,9 +30,12 @@ def main() -> int:
     spectrum.add_argument("--reference", default="patches:heldout",
                           help="the real set: DIR_OR_NPZ or patches:heldout (default)")
     spectrum.add_argument("--out", required=True, help="folder for metrics.json and spectra.png")
-    spectrum.add_argument("--features", default="auto",
-                          help="FID/KID features: auto (best available), inception, dinov2, randconv (offline, "
-                          "not comparable to published FID)")
+    spectrum.add_argument("--features", default="auto", choices=["auto", "teacher", "inception", "dinov2"],
+                          help="FID/KID features: auto (inception, else dinov2, else teacher), inception (the standard "
+                          "FID features; needs .[inception] and its weights file), dinov2 (transformers + local "
+                          "weights), teacher (mid-block features of --teacher; offline; compares only sets scored "
+                          "with the same teacher, NOT published FID)")
+    spectrum.add_argument("--teacher", default=TEACHER, help=f"UNet2DModel for --features teacher (default {TEACHER})")
     spectrum.add_argument("--no-fid", action="store_true", help="skip FID/KID")
     spectrum.add_argument("--size", type=int, default=32, help="image size of the built-in reference (default 32)")
     spectrum.add_argument("--limit", type=int, default=None, help="use at most this many images per set")
@@ -52,7 +56,7 @@ def main() -> int:
     finc.add_argument("--features", default="teacher", choices=["teacher", "pixels", "inception", "dinov2"],
                       help="embedding: teacher (mid-block of --teacher at small t, offline; default), pixels "
                       "(downsampled), inception or dinov2 (need their weights)")
-    finc.add_argument("--teacher", default="assets/teacher", help="UNet2DModel for --features teacher")
+    finc.add_argument("--teacher", default=TEACHER, help="UNet2DModel for --features teacher")
     finc.add_argument("--sigma", type=float, default=None, help="kernel bandwidth (default: half the median distance)")
     finc.add_argument("--rho", type=float, default=1.0, help="novelty threshold in C_test - rho C_reference")
     finc.add_argument("--r", type=int, default=2000, help="random Fourier features (2r dimensions)")
@@ -82,12 +86,14 @@ def main() -> int:
     stig_apply.add_argument("--out", required=True, help="folder for the refined PNGs, grid.png and samples.npz")
     stig_apply.add_argument("--reference", default=None,
                             help="real set: report LFD, high-frequency ratio and FID/KID before and after")
-    stig_apply.add_argument("--features", default="auto", help="FID/KID features (see eval.py spectrum --help)")
+    stig_apply.add_argument("--features", default="auto", choices=["auto", "teacher", "inception", "dinov2"],
+                            help="FID/KID features (see eval.py spectrum --help)")
+    stig_apply.add_argument("--teacher", default=TEACHER, help="UNet2DModel for --features teacher")
     stig_apply.add_argument("--size", type=int, default=32, help="image size of built-in sets")
     stig_apply.add_argument("--overwrite", action="store_true", help="replace images already in --out")
     report = commands.add_parser("report", help="the whole evaluation of a student vs its teacher: metrics.json, report.html")
     report.add_argument("student", help="the student checkpoint: model folder, run folder, diffusers folder or Hub id")
-    report.add_argument("--teacher", default="assets/teacher", help="the teacher checkpoint (default assets/teacher)")
+    report.add_argument("--teacher", default=TEACHER, help="the teacher checkpoint (default assets/teacher)")
     report.add_argument("--reference", default="patches:heldout",
                         help="held-out real images: DIR_OR_NPZ or patches:heldout (default)")
     report.add_argument("--num", type=int, default=256, help="images sampled from each model (default 256)")
@@ -97,7 +103,8 @@ def main() -> int:
     report.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: as sample.py)")
     report.add_argument("--seed", type=int, default=0, help="sampling seed (image i uses (seed, i)), also probe and FINC")
     report.add_argument("--device", default="auto", help="sampling device: auto, cpu, cuda, ...")
-    report.add_argument("--features", default="auto", help="FID/KID features (see eval.py spectrum --help)")
+    report.add_argument("--features", default="auto", choices=["auto", "teacher", "inception", "dinov2"],
+                        help="FID/KID features (see eval.py spectrum --help); teacher means --teacher's features")
     report.add_argument("--finc-features", default="teacher", choices=["teacher", "pixels", "inception", "dinov2"],
                         help="FINC embedding (see eval.py finc --help; default teacher)")
     report.add_argument("--stig-refiner", default=None, help="apply this trained STIG refiner to the student's samples")
@@ -118,7 +125,8 @@ def _spectrum(args: argparse.Namespace) -> None:
     from wgunet.evaluate import evaluate_spectrum, format_scores, named_sources
 
     metrics = evaluate_spectrum(named_sources(args.generated), args.reference, args.out, features=args.features,
-                                size=args.size, limit=args.limit, bootstrap=args.bootstrap, fid=not args.no_fid)
+                                teacher=args.teacher, size=args.size, limit=args.limit, bootstrap=args.bootstrap,
+                                fid=not args.no_fid)
     print(format_scores(metrics))
     print(f"metrics: {args.out}/metrics.json\nplot: {args.out}/spectra.png")
 
@@ -156,7 +164,7 @@ def _stig(args: argparse.Namespace) -> None:
         print(f"refiner: {refiner}\napply it:  python eval.py stig apply --model {refiner} --input IMAGES --out DIR")
         return
     report = apply_stig(args.model, args.input, args.out, reference=args.reference, size=args.size,
-                        features=args.features, overwrite=args.overwrite)
+                        features=args.features, teacher=args.teacher, overwrite=args.overwrite)
     for stage in ("before", "after"):
         if stage in report:
             r = report[stage]

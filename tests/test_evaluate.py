@@ -70,7 +70,7 @@ def test_sample_then_eval_spectrum_and_probe_end_to_end(tiny_teacher, tmp_path):
                         str(len(name)), "--out", str(tmp_path / name)], check=True, capture_output=True)
     result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", f"teacher={tmp_path / 'a'}",
                              "--generated2", str(tmp_path / "b" / "samples.npz"), "--reference", "patches:heldout",
-                             "--size", "16", "--limit", "40", "--bootstrap", "20", "--features", "randconv",
+                             "--size", "16", "--limit", "40", "--bootstrap", "20", "--features", "teacher",
                              "--out", str(tmp_path / "eval")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -48,7 +48,7 @@ def tiny_student(tmp_path):
 def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, tiny_teacher, tmp_path):
     out = tmp_path / "report"
     command = [sys.executable, "eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
-               "--steps", "2", "--timesteps", "10,90", "--bootstrap", "20", "--features", "randconv",
+               "--steps", "2", "--timesteps", "10,90", "--bootstrap", "20", "--features", "teacher",
                "--finc-features", "pixels", "--stig-steps", "2", "--out", str(out)]
     result = subprocess.run(command + ["--num", "16"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

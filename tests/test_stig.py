@@ -101,7 +101,7 @@ def test_eval_stig_train_and_apply_end_to_end(tmp_path):
                                    str(tmp_path / "stig")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     apply = run + ["apply", "--model", str(tmp_path / "stig"), "--input", str(tmp_path / "fake.npz"), "--reference",
-                   str(tmp_path / "real.npz"), "--features", "randconv", "--out", str(tmp_path / "refined")]
+                   str(tmp_path / "real.npz"), "--features", "teacher", "--out", str(tmp_path / "refined")]
     result = subprocess.run(apply, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "before" in result.stdout and "after" in result.stdout

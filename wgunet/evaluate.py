@@ -28,7 +28,8 @@ def named_sources(values: list[str]) -> dict[str, str]:
 
 
 def evaluate_spectrum(generated: dict[str, str], reference: str, out: str | Path, *, features: str = "auto",
-                      size: int = 32, limit: int | None = None, bootstrap: int = 200, fid: bool = True) -> dict:
+                      teacher: str = "assets/teacher", size: int = 32, limit: int | None = None, bootstrap: int = 200,
+                      fid: bool = True) -> dict:
     """Write ``metrics.json`` (reduced spectra, spectral scores with 95% intervals, FID/KID) and ``spectra.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -37,7 +38,7 @@ def evaluate_spectrum(generated: dict[str, str], reference: str, out: str | Path
     metrics = {"reference": reference, "num_reference": len(real_images),
                "reduced_spectrum": {"radius": real["radius"].tolist(), "real": real["spectra"].mean(0).tolist()},
                "scores": {}, "fid_kid": {}}
-    scorer = FidKid(real_images, features) if fid else None
+    scorer = FidKid(real_images, features, teacher=teacher) if fid else None
     for name, source in generated.items():
         images, _ = load_image_set(source, size, limit)
         stats = image_statistics(images)
@@ -124,7 +125,7 @@ def train_stig(generated: str, real: str, out: str | Path, *, size: int = 32, re
 
 
 def apply_stig(model: str, source: str, out: str | Path, *, reference: str | None = None, size: int = 32,
-               features: str = "auto", overwrite: bool = False) -> dict:
+               features: str = "auto", teacher: str = "assets/teacher", overwrite: bool = False) -> dict:
     """Refine a set into ``out`` (PNGs, grid.png, samples.npz); with a reference, scores before and after."""
     out = Path(out)
     if out.is_dir() and any(out.glob("[0-9]*.png")) and not overwrite:
@@ -141,7 +142,7 @@ def apply_stig(model: str, source: str, out: str | Path, *, reference: str | Non
     report = {"model": str(model), "input": source, "num": len(refined)}
     if reference is not None:
         real_images, _ = load_image_set(reference, size)
-        real, scorer = image_statistics(real_images), FidKid(real_images, features)
+        real, scorer = image_statistics(real_images), FidKid(real_images, features, teacher=teacher)
         for stage, stage_images in (("before", images), ("after", refined)):
             scores = spectral_scores(image_statistics(stage_images), real)
             report[stage] = {"lfd": scores["lfd"], "high_frequency_ratio": scores["high_frequency_ratio"],

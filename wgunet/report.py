@@ -70,7 +70,8 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
         apply_stig(stig_refiner, samples["student"], samples[STIG_SET], size=size, overwrite=True)
     bar.update()
     bar.set_postfix_str("spectra, FID/KID")
-    spectrum = evaluate_spectrum(samples, reference, out / "spectrum", features=features, size=size, bootstrap=bootstrap)
+    spectrum = evaluate_spectrum(samples, reference, out / "spectrum", features=features, teacher=teacher, size=size,
+                                 bootstrap=bootstrap)
     bar.update()
     bar.set_postfix_str("probe")
     probe = run_probe({"teacher": teacher, "student": student}, reference, out / "probe", size=size,
