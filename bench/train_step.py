@@ -19,7 +19,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.training import Distiller, StepGenerator, attach_teacher, loss_terms
+from wgunet.training import Distiller, attach_teacher, loss_terms
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     distiller, taps = attach_teacher(WGUNet(**config.student), teacher, config.loss.features)
     plain = Distiller(WGUNet(**config.student), {}, {})
     x0 = torch.rand(args.batch_size, 3, 32, 32) * 2 - 1
-    generator = StepGenerator(0).generator
+    generator = torch.Generator().manual_seed(0)
 
     def step(model, teacher_arg, taps_arg):
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -155,7 +155,7 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     run = Path(load_config(None, tiny_run).output_dir)
     saved = load_file(run / "checkpoints" / "step-000004" / "model.safetensors")
     assert all(torch.equal(saved[k], a[k]) for k in a)
-    assert (run / "checkpoints" / "step-000004" / "random_states_1.pkl").is_file()  # each process's RNG state
+    assert (run / "checkpoints" / "step-000004" / "process_1.safetensors").is_file()  # each process's generators
     DDPMPipeline.from_pretrained(run / "model")
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]

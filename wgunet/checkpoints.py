@@ -25,9 +25,16 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded; the message names it and the fix."""
 
 
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The complete ``checkpoints/step-N`` folders, oldest first by step number (unfinished ``.tmp`` writes are
+    hidden folders and never listed; step-1000000 sorts after step-999999)."""
+    found = [p for p in (Path(output_dir) / "checkpoints").glob("step-*") if p.name[5:].isdigit() and p.is_dir()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete ``checkpoints/step-NNNNNN`` folder (unfinished ``.tmp`` writes are ignored)."""
-    found = sorted((Path(output_dir) / "checkpoints").glob("step-[0-9]*"))
+    """The newest complete checkpoint folder, or None."""
+    found = list_checkpoints(output_dir)
     return found[-1] if found else None
 
 

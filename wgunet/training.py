@@ -8,7 +8,9 @@ saved with the checkpoint, so a run stopped and resumed repeats the uninterrupte
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +22,20 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoints import DTYPES, latest_checkpoint
+from .checkpoints import DTYPES, list_checkpoints
 from .cli import UserError
 from .config import TrainConfig, to_dict
 from .data import build_dataset
 from .losses import frequency_loss, spatial_loss
+from .files import atomic_folder, folder_lock, sync_tree, write_text
 from .model import WGUNet
+from .state import StateError, load_tree, random_states, save_tree, set_random_states
 from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 
 
@@ -58,19 +64,6 @@ class Distiller(nn.Module):
 
 def _module_key(feature: str) -> str:
     return feature.replace(".", "_")  # ModuleDict keys cannot hold dots
-
-
-class StepGenerator:
-    """A torch.Generator that Accelerate checkpoints (it needs state_dict / load_state_dict)."""
-
-    def __init__(self, seed: int):
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["state"])
 
 
 def build_models(config: TrainConfig) -> tuple[nn.Module, DDPMScheduler, UNet2DModel | None, FeatureTaps | None]:
@@ -145,25 +138,61 @@ def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, f
     ema.restore(model.parameters())
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, exported: nn.Module, ema: EMAModel,
-                    scheduler: DDPMScheduler, keep: int) -> Path:
-    """Resumable state plus the exported EMA model, written under a temporary name and then renamed."""
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, model: nn.Module, optimizer, lr_schedule,
+                    ema: EMAModel, generator: torch.Generator, exported: nn.Module, scheduler: DDPMScheduler,
+                    keep: int) -> Path:
+    """``checkpoints/step-N/``: weights, optimizer, schedule, EMA and per-process generators (safetensors + JSON,
+    never pickle), and ``model/``, the EMA student as a pipeline folder. Written as a hidden folder and renamed
+    when every process has written its part, so a folder named step-N is always complete."""
     checkpoints = output_dir / "checkpoints"
     final, temporary = checkpoints / f"step-{step:06d}", checkpoints / f".step-{step:06d}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))  # every process writes its own RNG state ...
-    accelerator.wait_for_everyone()  # ... before the folder is renamed
+    save_tree(temporary, f"process_{accelerator.process_index}",
+              {"random": random_states(), "step_generator": generator.get_state()})
     if accelerator.is_main_process:
+        save_file(accelerator.unwrap_model(model).state_dict(), str(temporary / "model.safetensors"))
+        save_tree(temporary, "optimizer", optimizer.state_dict())
+        save_tree(temporary, "training", {"step": step, "lr_schedule": lr_schedule.state_dict(), "ema": ema.state_dict()})
         export_pipeline(exported, ema, scheduler, temporary / "model")
+    accelerator.wait_for_everyone()  # every process has written its part ...
+    if accelerator.is_main_process:  # ... before the folder gets its final name
+        sync_tree(temporary)
         shutil.rmtree(final, ignore_errors=True)
         temporary.rename(final)
-        for old in sorted(checkpoints.glob("step-[0-9]*"))[:-keep]:
+        for old in list_checkpoints(output_dir)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def read_checkpoint(folder: Path, process_index: int) -> dict[str, Any]:
+    """Everything a resume needs from one checkpoint, read fully before any of it is applied."""
+    try:
+        model = load_file(folder / "model.safetensors")
+    except (OSError, SafetensorError) as error:
+        raise StateError(f"{str(folder)!r}: model weights are unreadable ({error})") from None
+    state = {"model": model, "optimizer": load_tree(folder, "optimizer"), "training": load_tree(folder, "training")}
+    # a run resumed on more processes than it was saved with: the new ones keep their fresh seeds
+    process = f"process_{process_index}"
+    state["process"] = load_tree(folder, process) if (folder / f"{process}.json").is_file() else None
+    return state
+
+
+def resume_point(output_dir: Path, process_index: int) -> tuple[Path | None, dict[str, Any] | None]:
+    """The newest readable checkpoint and its state; unreadable ones are named and skipped."""
+    found = list_checkpoints(output_dir)
+    for folder in reversed(found):
+        try:
+            return folder, read_checkpoint(folder, process_index)
+        except StateError as error:
+            print(f"warning: skipping checkpoint {folder.name}: {error}", file=sys.stderr)
+    if found:
+        raise TrainingError(f"no checkpoint in {str(output_dir / 'checkpoints')!r} is readable: delete the folder to "
+                            "start again, or restore a checkpoint")
+    return None, None
 
 
 MAX_WARMUP_FRACTION = 0.1
@@ -180,10 +209,19 @@ def build_lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> 
 
 
 def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Path:
-    """Train (or resume) as ``config`` says; returns the exported pipeline folder ``output_dir/model``."""
+    """Train (or resume) as ``config`` says; returns the exported pipeline folder ``output_dir/model``.
+
+    One training per output folder: the first process (RANK 0 under torchrun / accelerate launch) holds its lock.
+    """
+    if int(os.environ.get("RANK", "0")) == 0:
+        with folder_lock(config.output_dir, "training"):
+            return _train(config, resume, dataset)
+    return _train(config, resume, dataset)
+
+
+def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     output_dir, final = Path(config.output_dir), Path(config.output_dir) / "model"
-    latest = latest_checkpoint(output_dir)
-    if not resume and (latest or final.exists()):
+    if not resume and (list_checkpoints(output_dir) or final.exists()):
         raise TrainingError(f"{output_dir} already holds a run: pass --resume to continue it, or set output_dir=...")
     accelerator = Accelerator(
         cpu=not torch.accelerator.is_available(),  # Accelerate needs it to see torchrun's CPU processes as MULTI_CPU
@@ -208,12 +246,18 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
     ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema.to(accelerator.device)
-    generator = StepGenerator(config.seed + 7919 * accelerator.process_index)  # its own noise on each process
-    accelerator.register_for_checkpointing(lr_schedule, ema, generator)
+    generator = torch.Generator().manual_seed(config.seed + 7919 * accelerator.process_index)  # own noise per process
+    latest, state = resume_point(output_dir, accelerator.process_index) if resume else (None, None)
     step = 0
-    if latest is not None:
-        accelerator.load_state(str(latest))
-        step = int(latest.name.split("-")[1])
+    if state is not None:
+        accelerator.unwrap_model(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["training"]["lr_schedule"])
+        ema.load_state_dict(state["training"]["ema"])
+        step = state["training"]["step"]
+        if state["process"] is not None:
+            generator.set_state(state["process"]["step_generator"])
+            set_random_states(state["process"]["random"])
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         _truncate_log(output_dir / "metrics.jsonl", step)
@@ -228,12 +272,12 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
         loader.set_epoch(epoch)
         for x0 in accelerator.skip_first_batches(loader, skip) if skip else loader:
             with accelerator.accumulate(model):
-                terms = loss_terms(model, scheduler, teacher, taps, x0, generator.generator, config)
+                terms = loss_terms(model, scheduler, teacher, taps, x0, generator, config)
                 values = accelerator.reduce(torch.stack(list(terms.values())).detach().float(), "mean")
                 if not torch.isfinite(values).all():
                     raise TrainingError(
                         f"non-finite loss at step {step + 1} ({_format(terms.keys(), values)}). Nothing was saved "
-                        f"after {latest_checkpoint(output_dir) or 'the start'}; lower lr or use mixed_precision=no, "
+                        f"after {(list_checkpoints(output_dir) or ['the start'])[-1]}; lower lr or use mixed_precision=no, "
                         "then continue with --resume")
                 accelerator.backward(terms["loss"])
                 if accelerator.sync_gradients and config.grad_clip > 0:
@@ -255,28 +299,33 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
                 log.flush()
                 accelerator.log(metrics, step=step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                save_checkpoint(accelerator, output_dir, step, exported, ema, scheduler, config.keep_checkpoints)
+                save_checkpoint(accelerator, output_dir, step, model, optimizer, lr_schedule, ema, generator, exported,
+                                scheduler, config.keep_checkpoints)
             if step >= config.max_steps:
                 break
         epoch, skip = epoch + 1, 0
     bar.close()
     if accelerator.is_main_process:
         log.close()
-        temporary = output_dir / ".model.tmp"
-        shutil.rmtree(temporary, ignore_errors=True)
-        shutil.copytree(latest_checkpoint(output_dir) / "model", temporary)
-        shutil.rmtree(final, ignore_errors=True)
-        temporary.rename(final)
+        with atomic_folder(final) as temporary:
+            shutil.copytree(list_checkpoints(output_dir)[-1] / "model", temporary, dirs_exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop the rows an interrupted run logged after the checkpoint it resumes from (they are redone)."""
+    """Drop the rows an interrupted run logged after the checkpoint it resumes from (they are redone), and a
+    last line that a kill cut short."""
     if path.is_file():
-        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        path.write_text("".join(row + "\n" for row in rows))
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    rows.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        write_text(path, "".join(row + "\n" for row in rows))
 
 
 def _format(names, values) -> str:

@@ -1,0 +1,98 @@
+"""No pickle, nothing lost: planted pickles never run, damaged state falls back, two writers are refused."""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wgunet.checkpoints import list_checkpoints
+from wgunet.config import load_config
+from wgunet.files import FolderBusy, folder_lock
+from wgunet.training import train
+
+
+class Payload:
+    """Unpickling this creates a marker file: proof that someone unpickled it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def plant(folder: Path, marker: Path) -> list[Path]:
+    """A malicious pickle under every file name the folder holds, and under the names Accelerate and torch use."""
+    names = {p.relative_to(folder) for p in folder.rglob("*") if p.is_file()}
+    names |= {Path(n) for n in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl", "custom_checkpoint_2.pkl",
+                                "random_states_0.pkl", "optimizer.bin", "scheduler.bin", "sampler.bin",
+                                "pytorch_model.bin", "model/unet/diffusion_pytorch_model.bin", "state.pt")}
+    for name in names:
+        if name.suffix in (".pkl", ".bin", ".pt"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(pickle.dumps(Payload(marker)))
+    return sorted(names)
+
+
+def test_the_payload_works_when_unpickled(tmp_path):
+    pickle.loads(pickle.dumps(Payload(tmp_path / "marker")))
+    assert (tmp_path / "marker").read_text() == "pwned"  # so its absence below means nothing unpickled it
+
+
+@pytest.mark.slow
+def test_planted_pickles_never_run_on_resume_sample_or_eval(tiny_run, tmp_path):
+    config = load_config(None, tiny_run)
+    train(config)
+    run, marker = Path(config.output_dir), tmp_path / "marker"
+    for checkpoint in list_checkpoints(run):
+        plant(checkpoint, marker)
+    plant(run / "model", marker)
+    resumed = subprocess.run([sys.executable, "train.py", *tiny_run, "max_steps=8", "--resume"], capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    sampled = subprocess.run([sys.executable, "sample.py", str(run), "--num", "2", "--steps", "2", "--out",
+                              str(tmp_path / "samples")], capture_output=True, text=True)
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    probe = subprocess.run([sys.executable, "eval.py", "probe", str(run / "model"), "--timesteps", "10", "--num", "8",
+                            "--size", "16", "--out", str(tmp_path / "probe")], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert not marker.exists()
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_a_cut_log_line(tiny_run, capsys):
+    config = load_config(None, tiny_run)
+    train(config)
+    run = Path(config.output_dir)
+    newest = list_checkpoints(run)[-1]
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as a full disk or a bad copy leaves it
+    (run / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text() + '{"step": 7, "ddpm"')
+    (run / "model").rename(run / "old_model")  # so --resume trains again from the checkpoint before
+    train(load_config(None, tiny_run), resume=True)
+    assert "skipping checkpoint step-000006" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoints_sort_by_step_number_not_text(tmp_path):
+    for step in (999_999, 1_000_000, 20):
+        (tmp_path / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
+    (tmp_path / "checkpoints" / ".step-2000000.tmp").mkdir()  # unfinished: never listed
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000020", "step-999999", "step-1000000"]
+
+
+def test_a_second_writer_of_one_folder_is_refused_and_a_dead_ones_lock_is_free(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom wgunet.files import folder_lock\n"
+                               f"with folder_lock({str(tmp_path)!r}, 'training'):\n    print('held', flush=True)\n"
+                               "    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FolderBusy, match=f"in use by training pid {holder.pid} on .*another output folder"):
+        with folder_lock(tmp_path, "sampling"):
+            pass
+    holder.kill()  # as kill -9: no clean-up runs
+    holder.wait()
+    with folder_lock(tmp_path, "sampling"):
+        assert "sampling pid" in (tmp_path / ".lock").read_text()

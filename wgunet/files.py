@@ -1,0 +1,122 @@
+"""Every file the tools write goes through here: a temporary name in the same folder, fsync, then rename.
+
+A reader (or a resumed run) sees either the old file or the whole new one, never a truncated one, whatever
+moment the writer is killed at. Folders (checkpoints, exports) are written the same way with ``atomic_folder``.
+``folder_lock`` keeps two processes from writing one output folder at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .cli import UserError
+
+
+class FolderBusy(UserError):
+    """Another live process holds the folder's lock."""
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; on success it is synced and renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        _fsync_folder(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_file(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """``write(handle)`` into ``path`` atomically; ``mode`` is "wb" or "w" (text, UTF-8)."""
+    with atomic_path(path) as temporary, open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        write(handle)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_file(path, lambda handle: handle.write(text), "w")
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` (before the rename that publishes it)."""
+    for file in folder.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yields an empty temporary folder beside ``path``; on success it replaces ``path`` (synced first)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+        sync_tree(temporary)
+        old = path.with_name(f".{path.name}.{os.getpid()}.old")
+        if path.exists():
+            path.rename(old)  # a kill between the two renames leaves the old copy under .old, never nothing
+        temporary.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_folder(path.parent)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+    """An exclusive lock on ``folder`` for the life of the block.
+
+    ``flock`` is released by the kernel when its holder dies, so a lock left by a killed process (kill -9, a
+    crash, a reboot) is never stale: the next process simply takes it. The file names the holder for the message.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            raise FolderBusy(f"{str(folder)!r} is in use by {holder}: wait for it to finish (or stop it), "
+                             f"or give this {what} another output folder") from None
+        raise
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{what} pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
