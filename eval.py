@@ -20,6 +20,17 @@ PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a 
 TEACHER = "assets/teacher"
 
 
+def timestep_list(text: str) -> tuple[int, ...]:
+    """--timesteps: comma-separated non-negative integers."""
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 50,300,700, got {text!r}") from None
+    if any(t < 0 for t in values):
+        raise argparse.ArgumentTypeError(f"timesteps must be >= 0, got {text!r}")
+    return values
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -45,7 +56,7 @@ def main() -> int:
     probe.add_argument("checkpoints", nargs="+", metavar="[NAME=]CHECKPOINT", help="model folders, runs or Hub ids")
     probe.add_argument("--reference", default="patches:heldout", help="clean images: DIR_OR_NPZ or patches:heldout")
     probe.add_argument("--out", required=True, help="folder for probe.json, probe.md and probe.png")
-    probe.add_argument("--timesteps", default=PROBE_TIMESTEPS, help="comma-separated timesteps")
+    probe.add_argument("--timesteps", default=PROBE_TIMESTEPS, type=timestep_list, help="comma-separated timesteps")
     probe.add_argument("--num", type=int, default=256, help="reference images used")
     probe.add_argument("--size", type=int, default=32, help="image size of the built-in reference")
     probe.add_argument("--seed", type=int, default=0, help="seed of the noise added to the reference images")
@@ -111,7 +122,7 @@ def main() -> int:
     report.add_argument("--stig-steps", type=int, default=None,
                         help="train a STIG refiner for this many steps on the student's samples vs --reference "
                         "(in OUT/stig, resumed on a re-run) and apply it")
-    report.add_argument("--timesteps", default=PROBE_TIMESTEPS, help="probe timesteps, comma-separated")
+    report.add_argument("--timesteps", default=PROBE_TIMESTEPS, type=timestep_list, help="probe timesteps, comma-separated")
     report.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
     args = parser.parse_args()
     if args.command == "report" and (args.num < 2 or (args.stig_steps is not None and args.stig_steps < 1)):
@@ -135,9 +146,8 @@ def _probe(args: argparse.Namespace) -> None:
     from wgunet.evaluate import named_sources, run_probe
     from wgunet.probe import probe_table
 
-    timesteps = tuple(int(t) for t in args.timesteps.split(","))
     result = run_probe(named_sources(args.checkpoints), args.reference, args.out, size=args.size, limit=args.num,
-                       timesteps=timesteps, seed=args.seed)
+                       timesteps=args.timesteps, seed=args.seed)
     print("cut-off radius (recovered >= 1/2 below it):\n" + probe_table(result))
     print(f"table: {args.out}/probe.md\nplot: {args.out}/probe.png\ndata: {args.out}/probe.json")
 
@@ -180,7 +190,7 @@ def _report(args: argparse.Namespace) -> None:
     metrics = build_report(args.student, args.teacher, args.reference, args.num, args.out, scheduler=args.scheduler,
                            steps=args.steps, seed=args.seed, batch_size=args.batch_size, device=args.device,
                            features=args.features, finc_features=args.finc_features, stig_refiner=args.stig_refiner,
-                           stig_steps=args.stig_steps, probe_timesteps=tuple(int(t) for t in args.timesteps.split(",")),
+                           stig_steps=args.stig_steps, probe_timesteps=args.timesteps,
                            bootstrap=args.bootstrap)
     print(format_scores(metrics))
     print(f"report: {args.out}/report.html\nmetrics: {args.out}/metrics.json")

@@ -21,6 +21,7 @@ from wgunet.checkpoints import load_model
 from wgunet.config import load_config
 from wgunet.data import load_image_set
 from wgunet.features import cached_features
+from wgunet.files import write_json
 from wgunet.finc import finc
 from wgunet.metrics import FidKid
 from wgunet.sampling import run_sampling
@@ -83,7 +84,7 @@ def main() -> None:
                       "images_per_second": record["images_per_second"],
                       **{k: scores[k] for k in ("log_spectral_distance_db", "lfd", "high_frequency_ratio")},
                       "fid_teacher": fid_interval(fid_scorer(images)), "finc_top_vs_teacher": top}
-    (out / "ablation.json").write_text(json.dumps(rows, indent=1))
+    write_json(out / "ablation.json", rows)
     print("| model | GMACs | params (M) | img/s (DDIM 50) | LSD dB | LFD | HF ratio | FID (teacher features) | FINC top vs teacher |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():

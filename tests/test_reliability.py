@@ -96,3 +96,34 @@ def test_a_second_writer_of_one_folder_is_refused_and_a_dead_ones_lock_is_free(t
     holder.wait()
     with folder_lock(tmp_path, "sampling"):
         assert "sampling pid" in (tmp_path / ".lock").read_text()
+
+
+def test_training_images_are_decoded_before_the_first_step(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from wgunet.data import DataError, ImageFolder, read_rgb
+
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good, quality=90)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # verify() passes this one
+    with pytest.raises(DataError, match="truncated.jpg' is not a readable image"):
+        ImageFolder(tmp_path, 32)
+    truncated.unlink()
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(deep)  # 16-bit grey, 61% of full scale
+    assert Image.open(deep).mode.startswith("I")
+    assert np.asarray(read_rgb(deep))[0, 0].tolist() == [156, 156, 156]  # 40000 * 255 / 65535, not clipped to 255
+    assert len(ImageFolder(tmp_path, 32)) == 2
+
+
+def test_an_image_over_the_pixel_limit_says_how_to_allow_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from wgunet.data import DataError, read_rgb
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataError, match="over PIL's pixel limit.*WGUNET_MAX_IMAGE_PIXELS"):
+        read_rgb(tmp_path / "big.png")

@@ -65,9 +65,9 @@ def test_resume_finishes_an_interrupted_run_with_the_same_images(student, tmp_pa
     record = run_sampling(str(student), 6, partial, scheduler="ddpm", steps=4, batch_size=1, resume=True)
     assert record["sampled_now"] == 2 and (partial / "000001.png").stat().st_mtime_ns == before
     assert np.array_equal(np.load(partial / "samples.npz")["images"], np.load(tmp_path / "full" / "samples.npz")["images"])
-    stamps = {p.name: p.stat().st_mtime_ns for p in partial.iterdir()}
+    stamps = {p.name: p.stat().st_mtime_ns for p in partial.iterdir() if p.name != ".lock"}
     assert run_sampling(str(student), 6, partial, scheduler="ddpm", steps=4, resume=True)["sampled_now"] == 0
-    assert {p.name: p.stat().st_mtime_ns for p in partial.iterdir()} == stamps  # a finished run is left as it is
+    assert {p.name: p.stat().st_mtime_ns for p in partial.iterdir() if p.name != ".lock"} == stamps  # left as it is
     run_sampling(str(student), 3, partial, scheduler="ddpm", steps=4, resume=True)
     assert np.load(partial / "samples.npz")["images"].shape[0] == 3  # fewer asked: the array follows
     run_sampling(str(student), 2, partial, scheduler="ddim", steps=2, overwrite=True)
@@ -170,3 +170,18 @@ def test_every_sampler_gives_the_shipped_teacher_images_like_ddim_50s(tmp_path):
         assert s["spread"] == pytest.approx(reference["spread"], rel=0.15), scheduler
         assert s["saturated"] < 2 * reference["saturated"] + 0.02, scheduler
         assert (10 * torch.log10(s["spectrum"] / reference["spectrum"])).abs().mean() < spectrum_db, scheduler
+
+
+def test_overwrite_deletes_only_what_sampling_wrote_and_resume_rebuilds_broken_derived_files(student, tmp_path):
+    run_sampling(str(student), 4, tmp_path, scheduler="ddim", steps=2)
+    Image.new("RGB", (4, 4)).save(tmp_path / "123_holiday.png")  # a user's file that only looks like ours
+    (tmp_path / "notes.txt").write_text("mine")
+    expected = np.load(tmp_path / "samples.npz")["images"]
+    (tmp_path / "samples.npz").write_bytes(b"")  # as a kill during a non-atomic write left it
+    (tmp_path / "grid.png").write_bytes(b"\x89PNG")
+    run_sampling(str(student), 4, tmp_path, scheduler="ddim", steps=2, resume=True)
+    assert np.array_equal(np.load(tmp_path / "samples.npz")["images"], expected)
+    assert Image.open(tmp_path / "grid.png").size == (2 * 18 + 2, 2 * 18 + 2)
+    run_sampling(str(student), 2, tmp_path, scheduler="ddim", steps=3, overwrite=True)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["000000.png", "000001.png", "123_holiday.png", "grid.png"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"

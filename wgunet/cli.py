@@ -11,11 +11,16 @@ class UserError(Exception):
 
 
 def run_cli(command: Callable[[], object]) -> int:
-    """Run ``command``; a UserError or Ctrl-C becomes a one-line message and exit status 2 or 130."""
+    """Run ``command``; a UserError, an OS error or Ctrl-C becomes a one-line message and exit status 2 or 130."""
     try:
         command()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # disk full, no permission, a file where a folder should be: one line, with the path
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}. Files already finished are kept: fix this, then run the "
+              "same command again (with --resume where it has one)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished checkpoints are kept; continue with --resume", file=sys.stderr)

@@ -175,7 +175,60 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     unknown_stages = set(config.loss.features) - {"down", "mid", "up"}
     if unknown_stages:
         raise ConfigError(f"loss.features may hold 'down', 'mid', 'up'; got {sorted(unknown_stages)}")
+    validate(config)
     return config
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+# (key, test, what the test requires): every number whose bad value would fail later or silently mislead.
+VALUE_RULES: list[tuple[str, Any, str]] = [
+    ("max_steps", _positive, "a positive number of steps"),
+    ("batch_size", _positive, "a positive number of images"),
+    ("gradient_accumulation_steps", _positive, "at least 1"),
+    ("lr", _positive, "positive"),
+    ("weight_decay", _non_negative, ">= 0"),
+    ("warmup_steps", _non_negative, ">= 0"),
+    ("grad_clip", _non_negative, ">= 0 (0 switches clipping off)"),
+    ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("checkpoint_every", _positive, "a positive number of steps"),
+    ("keep_checkpoints", lambda v: v >= 1, ">= 1 (the newest checkpoint is what --resume continues from)"),
+    ("log_every", _positive, "a positive number of steps"),
+    ("adam_betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("data.sample_size", _positive, "a positive number of pixels"),
+    ("data.patches_per_image", _positive, "positive"),
+    ("data.num_workers", _non_negative, ">= 0"),
+    ("loss.lambda_ddpm", _non_negative, ">= 0 (0 switches the term off)"),
+    ("loss.lambda_spatial", _non_negative, ">= 0 (0 switches the term off)"),
+    ("loss.lambda_freq", _non_negative, ">= 0 (0 switches the term off)"),
+    ("loss.eps", _positive, "positive (it keeps |DFT(x0)|^alpha finite)"),
+]
+CHOICES = {"teacher_dtype": ("float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16")}
+
+
+def validate(config: TrainConfig) -> None:
+    """Every value in its allowed range; the message names the key, the value and what is allowed."""
+    for key, test, allowed in VALUE_RULES:
+        value = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not test(value):
+            raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+    for key, choices in CHOICES.items():
+        if getattr(config, key) not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
+    if config.loss.lambda_ddpm == config.loss.lambda_spatial == config.loss.lambda_freq == 0:
+        raise ConfigError("loss.lambda_ddpm, loss.lambda_spatial and loss.lambda_freq are all 0: nothing would be trained")
+    student_size = config.student.get("sample_size")
+    if student_size is not None and student_size != config.data.sample_size:
+        raise ConfigError(f"student.sample_size {student_size} differs from data.sample_size {config.data.sample_size}: "
+                          "the student learns at the data's size, so set them equal")
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -10,6 +10,9 @@ Sources (``DataConfig.source``):
 
 from __future__ import annotations
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,34 @@ HELDOUT_FRACTION = 0.2
 
 class DataError(UserError, ValueError):
     """Unusable input data; the message names the file or folder and the fix."""
+
+
+# PIL refuses images over ~89 M pixels (decompression bombs); a user who trusts bigger files raises the limit here.
+if os.environ.get("WGUNET_MAX_IMAGE_PIXELS"):
+    Image.MAX_IMAGE_PIXELS = int(os.environ["WGUNET_MAX_IMAGE_PIXELS"])
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def read_rgb(path: str | Path) -> Image.Image:
+    """A fully decoded 8-bit RGB image; a truncated, unreadable or oversized file raises DataError naming it.
+
+    16-bit greyscale (PIL modes I;16 and I) is scaled to 8 bits (x 255/65535); PIL's own convert would clip every
+    value above 255 to white.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                if image.mode in SIXTEEN_BIT_MODES:
+                    scaled = np.asarray(image, dtype=np.float64) * (255 / 65535)
+                    return Image.fromarray(scaled.round().clip(0, 255).astype(np.uint8)).convert("RGB")
+                return image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(f"{str(path)!r} is over PIL's pixel limit ({error}): resize it, or if you trust the file set "
+                        "WGUNET_MAX_IMAGE_PIXELS to a larger number of pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{str(path)!r} is not a readable image ({error}): remove or replace it") from None
 
 
 def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
@@ -98,20 +129,16 @@ class ImageFolder(Dataset):
             raise DataError(
                 f"no images in {str(self.root)!r}: put PNG, JPEG or WebP files in it (subfolders are searched)"
             )
-        for path in self.files:
-            try:
-                with Image.open(path) as image:
-                    image.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError) as error:
-                raise DataError(f"{str(path)!r} is not a readable image ({error}): remove or replace it") from None
+        # every image decoded once before training starts (verify() alone misses truncated data)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(read_rgb, self.files))
         self.names = [str(p.relative_to(self.root)) for p in self.files]
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.files[index]) as image:
-            return to_tensor(image, self.size)
+        return to_tensor(read_rgb(self.files[index]), self.size)
 
 
 class HFImages(Dataset):
@@ -192,7 +219,7 @@ def load_image_set(source: str | Path, size: int = 32, limit: int | None = None)
         try:
             with np.load(text) as archive:
                 array = archive["images"]
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, EOFError, ValueError, KeyError) as error:
             raise DataError(f"{text!r} is not an npz with an 'images' array (N, H, W, C) of uint8: {error}") from None
         if array.ndim != 4 or array.dtype != np.uint8:
             raise DataError(f"{text!r}: 'images' must be uint8 (N, H, W, C), got {array.dtype} {array.shape}")
@@ -202,8 +229,7 @@ def load_image_set(source: str | Path, size: int = 32, limit: int | None = None)
         folder = ImageFolder(text, size)
         arrays = []
         for path in folder.files:
-            with Image.open(path) as image:
-                arrays.append(np.asarray(image.convert("RGB")))
+            arrays.append(np.asarray(read_rgb(path)))
         shapes = sorted({a.shape for a in arrays})
         if len(shapes) > 1:
             raise DataError(f"images in {text!r} have different sizes {[s[:2] for s in shapes][:4]}: "

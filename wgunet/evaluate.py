@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 from .checkpoints import load_model
-from .data import load_image_set
+from .data import DataError, load_image_set
 from .features import cached_features
 from .finc import finc
 from .metrics import FidKid
 from .plots import plot_modes, plot_probe, plot_spectra
 from .probe import DEFAULT_TIMESTEPS, probe_table, spectral_probe
-from .sampling import finish_image_folder, write_png
+from .files import folder_lock, write_json, write_text
+from .sampling import finish_image_folder, image_name, prepare_image_folder, write_png
 from .spectral import image_statistics, spectral_scores
 from .stig import StigConfig, StigError, load_refiner, refine, train_refiner
 
@@ -41,12 +42,16 @@ def evaluate_spectrum(generated: dict[str, str], reference: str, out: str | Path
     scorer = FidKid(real_images, features, teacher=teacher) if fid else None
     for name, source in generated.items():
         images, _ = load_image_set(source, size, limit)
+        if images.shape[1:] != real_images.shape[1:]:
+            raise DataError(f"{source!r} holds {tuple(images.shape[2:])} images and the reference {reference!r} "
+                            f"{tuple(real_images.shape[2:])}: spectra compare sets of one size (sample at the "
+                            "reference's size, or pass a reference of this size)")
         stats = image_statistics(images)
         metrics["reduced_spectrum"][name] = stats["spectra"].mean(0).tolist()
         metrics["scores"][name] = {"num": len(images), **spectral_scores(stats, real, bootstrap)}
         if fid:
             metrics["fid_kid"][name] = scorer(images)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     curves = {("real (" + reference + ")" if k == "real" else k): v for k, v in metrics["reduced_spectrum"].items()
               if k != "radius"}
     plot_spectra(metrics["reduced_spectrum"]["radius"], curves, out / "spectra.png")
@@ -61,15 +66,16 @@ def run_probe(checkpoints: dict[str, str], reference: str, out: str | Path, *, s
     images, _ = load_image_set(reference, size, limit)
     models = {name: load_model(path) for name, path in checkpoints.items()}
     result = spectral_probe(models, images, timesteps, seed)
-    (out / "probe.json").write_text(json.dumps(result, indent=1))
-    (out / "probe.md").write_text(probe_table(result) + "\n")
+    write_json(out / "probe.json", result)
+    write_text(out / "probe.md", probe_table(result) + "\n")
     plot_probe(result, out / "probe.png")
     return result
 
 
 def run_finc(test: str, reference: str, out: str | Path, *, features: str = "pixels", teacher: str = "assets/teacher",
              cache: str | Path | None = None, size: int = 32, sigma: float | None = None, rho: float = 1.0,
-             r: int = 2000, num_modes: int = 10, top_k: int = 25, seed: int = 0, row_images: int = 10) -> dict:
+             r: int = 2000, num_modes: int = 10, top_k: int = 25, seed: int = 0, row_images: int = 10,
+             names: tuple[str, str] = ("test", "reference")) -> dict:
     """Write ``finc.json`` (modes both ways, eigenvalues, sizes, top file names) and ``finc_modes.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,11 +97,13 @@ def run_finc(test: str, reference: str, out: str | Path, *, features: str = "pix
                         "top": [names[i] for i in modes.top[j].tolist()],
                         "top_scores": [float(modes.scores[i, j]) for i in modes.top[j].tolist()]}
                        for j in range(len(modes.eigenvalues))]
-        direction = "more in test" if role == "test" else "missed by test"
+        test_name, reference_name = names
+        direction = f"{test_name} has more" if role == "test" else f"{test_name} misses"
         for j, mode in enumerate(report[key]):
             picked = images[modes.top[j][:row_images]].permute(0, 2, 3, 1).numpy()
-            rows.append((f"{role} mode {j + 1}\n{direction}\nλ = {mode['eigenvalue']:.4f}", picked))
-    (out / "finc.json").write_text(json.dumps(report, indent=1))
+            owner = test_name if role == "test" else reference_name
+            rows.append((f"{owner} mode {j + 1}\n{direction}\nλ = {mode['eigenvalue']:.4f}", picked))
+    write_json(out / "finc.json", report)
     plot_modes(rows, out / "finc_modes.png")
     return report
 
@@ -128,17 +136,14 @@ def apply_stig(model: str, source: str, out: str | Path, *, reference: str | Non
                features: str = "auto", teacher: str = "assets/teacher", overwrite: bool = False) -> dict:
     """Refine a set into ``out`` (PNGs, grid.png, samples.npz); with a reference, scores before and after."""
     out = Path(out)
-    if out.is_dir() and any(out.glob("[0-9]*.png")) and not overwrite:
-        raise StigError(f"{str(out)!r} already holds images: pass --overwrite or another --out")
     translator = load_refiner(model)
     images, _ = load_image_set(source, size)
     refined = refine(translator, images)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in out.glob("[0-9]*.png"):
-        path.unlink()
-    for index, image in enumerate(refined.permute(0, 2, 3, 1).numpy()):
-        write_png(image, out / f"{index:06d}.png")
-    finish_image_folder(out, len(refined))
+    with folder_lock(out, "STIG apply"):
+        prepare_image_folder(out, len(refined), {"stig_refiner": str(model), "input": str(source)}, False, overwrite)
+        for index, image in enumerate(refined.permute(0, 2, 3, 1).numpy()):
+            write_png(image, out / image_name(index))
+        finish_image_folder(out, len(refined))
     report = {"model": str(model), "input": source, "num": len(refined)}
     if reference is not None:
         real_images, _ = load_image_set(reference, size)
@@ -147,5 +152,5 @@ def apply_stig(model: str, source: str, out: str | Path, *, reference: str | Non
             scores = spectral_scores(image_statistics(stage_images), real)
             report[stage] = {"lfd": scores["lfd"], "high_frequency_ratio": scores["high_frequency_ratio"],
                              "log_spectral_distance_db": scores["log_spectral_distance_db"], **scorer(stage_images)}
-        (out / "stig_metrics.json").write_text(json.dumps(report, indent=1))
+        write_json(out / "stig_metrics.json", report)
     return report

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cli import UserError
+from .files import write_file, write_json
 
 EXTRACTORS = ("pixels", "teacher", "inception", "dinov2")
 FID_EXTRACTORS = ("teacher", "inception", "dinov2")
@@ -140,8 +140,9 @@ def _input_key(source: str, extractor: str, options: dict) -> str:
     """Changes when the input files change (path, size, modification time) or the extractor does."""
     path = Path(source)
     if path.is_dir():
+        # hidden files (a folder's lock, unfinished writes) are not the input
         stamp = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*"))
-                 if p.is_file()]
+                 if p.is_file() and not p.name.startswith(".")]
     elif path.is_file():
         stamp = [(path.stat().st_size, path.stat().st_mtime_ns)]
     else:
@@ -171,9 +172,6 @@ def cached_features(source: str, images: torch.Tensor, extractor: str, cache: st
     if path.is_file() and label_path.is_file():
         return torch.from_numpy(np.load(path)), json.loads(label_path.read_text())["label"]
     features, label = compute_features(images, extractor, teacher)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
-    np.save(temporary, features.numpy())
-    temporary.rename(path)
-    label_path.write_text(json.dumps({"label": label, "source": source}))
+    write_file(path, lambda handle: np.save(handle, features.numpy()))
+    write_json(label_path, {"label": label, "source": source})
     return features, label

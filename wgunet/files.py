@@ -98,6 +98,8 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     crash, a reboot) is never stale: the next process simply takes it. The file names the holder for the message.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{str(folder)!r} is a file, not a folder: give the {what} a folder to write into")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ".lock"
     handle = open(path, "a+")
@@ -120,3 +122,18 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Keep the rows of a ``metrics.jsonl`` up to ``step``: a resumed run redoes the later ones, and a last line
+    that a kill cut short is dropped rather than breaking every later read."""
+    if not path.is_file():
+        return
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                rows.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    write_text(path, "".join(row + "\n" for row in rows))

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .files import write_file  # noqa: E402
+
 # One order and one colour per image set in every table, grid and plot of the project.
 SET_ORDER = ("real", "teacher", "student", "student + STIG")
 SET_COLOURS = {"real": "#222222", "teacher": "#1f77b4", "student": "#ff7f0e", "student + STIG": "#2ca02c",
@@ -39,7 +41,7 @@ def plot_spectra(radius: list[float], spectra: dict[str, list[float]], path: str
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    write_file(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     plt.close(figure)
 
 
@@ -63,7 +65,7 @@ def plot_probe(result: dict, path: str | Path) -> None:
     axes.flat[0].legend(fontsize=8)
     figure.suptitle("recovered: 1 - S(x0_hat - x0) / S(x0); half recovered at the grey line")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    write_file(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
 
 
@@ -71,15 +73,16 @@ def plot_modes(rows: list[tuple[str, np.ndarray]], path: str | Path) -> None:
     """One row of top images (uint8, (k, H, W, C)) per mode, labelled on the left."""
     height = max(1, len(rows))
     columns = max([len(images) for _, images in rows] + [1])
-    figure, axes = plt.subplots(height, columns, figsize=(1.1 * columns + 1.6, 1.2 * height), squeeze=False)
+    figure, axes = plt.subplots(height, columns, figsize=(1.1 * columns + 2.4, 1.2 * height), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
+    figure.subplots_adjust(left=2.4 / (1.1 * columns + 2.4), right=0.99, wspace=0.05, hspace=0.1)
     for row, (label, images) in enumerate(rows):
-        axes[row][0].text(-0.15, 0.5, label, transform=axes[row][0].transAxes, ha="right", va="center", fontsize=8)
+        box = axes[row][0].get_position()  # the label sits in the left margin, clear of the first image
+        figure.text(box.x0 - 0.01, (box.y0 + box.y1) / 2, label, ha="right", va="center", fontsize=8)
         for column, image in enumerate(images):
             axes[row][column].imshow(image, interpolation="nearest")
     if not rows:
         axes[0][0].text(0.5, 0.5, "no mode above the noise floor", ha="center", va="center")
-    figure.subplots_adjust(left=0.22, wspace=0.05, hspace=0.1)
-    figure.savefig(path, dpi=100)
+    write_file(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
     plt.close(figure)

@@ -15,9 +15,14 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler
 
+from .cli import UserError
 from .spectral import reduced_spectrum
 
 DEFAULT_TIMESTEPS = (50, 150, 300, 500, 700, 900)
+
+
+class ProbeError(UserError):
+    """A probe that cannot run as asked; the message says what to change."""
 
 
 def predicted_x0(model: torch.nn.Module, scheduler: DDPMScheduler, noisy: torch.Tensor, t: int) -> torch.Tensor:
@@ -58,6 +63,11 @@ def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], ref
     power = torch.fft.fft2(x0, norm="ortho").abs().pow(2).mean(0)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     first_schedule = next(iter(models.values()))[1]
+    for name, (_, schedule) in models.items():
+        steps = schedule.config.num_train_timesteps
+        if any(not 0 <= t < steps for t in timesteps):
+            raise ProbeError(f"probe timesteps must lie in [0, {steps - 1}] for {name!r} (trained on {steps} steps), "
+                             f"got {list(timesteps)}")
     radius, clean = reduced_spectrum(x0)
     clean = clean.mean(0)
     result = {"radius": radius.tolist(), "timesteps": list(timesteps), "models": {}}

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
-from PIL import Image
+import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import load_model
 from .cli import UserError
 from .data import load_image_set
 from .evaluate import apply_stig, evaluate_spectrum, run_finc, run_probe, train_stig
-from .probe import DEFAULT_TIMESTEPS, format_cutoff
-from .checkpoints import load_model
+from .files import folder_lock, write_json, write_text
 from .plots import in_set_order
-from .sampling import GRID_IMAGES, make_grid, run_sampling
+from .probe import DEFAULT_TIMESTEPS, format_cutoff
+from .sampling import GRID_IMAGES, make_grid, run_sampling, write_png
 from .stats import count_parameters, macs_per_image
 from .stig import load_refiner
 
@@ -45,6 +45,13 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     if stig_refiner:
         load_refiner(stig_refiner)
     out = Path(out)
+    with folder_lock(out, "report"):
+        return _build_report(student, teacher, reference, num, out, scheduler, steps, seed, batch_size, device, features,
+                             finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap)
+
+
+def _build_report(student, teacher, reference, num, out, scheduler, steps, seed, batch_size, device, features,
+                  finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap) -> dict:
     stages = ["sample student", "sample teacher", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"]
     bar = tqdm(stages, desc="report", unit="stage")
     samples, sampling = {}, {}
@@ -79,10 +86,11 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     bar.update()
     bar.set_postfix_str("FINC")
     finc = run_finc(samples["student"], samples["teacher"], out / "finc", features=finc_features, teacher=teacher,
-                    size=size, seed=seed)
+                    size=size, seed=seed, names=("student", "teacher"))
     bar.update()
-    real_images, _ = load_image_set(reference, size, limit=GRID_IMAGES)
-    Image.fromarray(make_grid(real_images.permute(0, 2, 3, 1).numpy())).save(out / "real_grid.png")
+    real_images, _ = load_image_set(reference, size)
+    spread = torch.linspace(0, len(real_images) - 1, min(GRID_IMAGES, len(real_images))).long()  # every source photo
+    write_png(make_grid(real_images[spread].permute(0, 2, 3, 1).numpy()), out / "real_grid.png")
     metrics = {
         "student": student, "teacher": teacher, "reference": reference, "num": num, "stig_refiner": stig_refiner,
         "samples": samples, "sampling": sampling,
@@ -97,9 +105,9 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
         metrics["model_sizes"][STIG_SET] = {"params_M": metrics["model_sizes"]["student"]["params_M"]
                                             + count_parameters(load_refiner(stig_refiner)) / 1e6,
                                             "GMACs": None}  # the refiner's FFTs are not counted by the MAC counter
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     bar.set_postfix_str("report.html")
-    (out / "report.html").write_text(render_html(metrics, out))
+    write_text(out / "report.html", render_html(metrics, out))
     bar.update()
     bar.close()
     return metrics
@@ -175,7 +183,7 @@ def render_html(metrics: dict, out: Path) -> str:
         setup_rows.append(["STIG refiner", metrics["stig_refiner"]])
     grids = {"real": out / "real_grid.png", **{name: Path(folder) / "grid.png" for name, folder in metrics["samples"].items()}}
     shown = min(GRID_IMAGES, metrics["num"])
-    captions = {"real": f"real (held out): first {GRID_IMAGES} of {metrics['num_reference']}"}
+    captions = {"real": f"real (held out): {GRID_IMAGES} of {metrics['num_reference']}, evenly spaced"}
     sample_grids = "".join(_figure(grids[name], captions.get(name, f"{name}: first {shown} samples"))
                            for name in in_set_order(["real", "teacher", "student"]))
     stig = ""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import DTYPES, load_model
 from .cli import UserError
+from .files import folder_lock, write_file, write_json
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full training chain
@@ -95,89 +98,126 @@ def default_batch_size(sample_size: int) -> int:
 def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str = "ddim", steps: int | None = None,
                  batch_size: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "float32",
                  resume: bool = False, overwrite: bool = False) -> dict:
-    """Write ``num`` images as ``out/NNNNNN.png``, ``out/grid.png`` and ``out/samples.npz``; returns the run record."""
+    """Write ``num`` images as ``out/NNNNNN.png``, ``out/grid.png`` and ``out/samples.npz``; returns the run record.
+
+    One sampling run per folder at a time (a lock in the folder, free as soon as its holder dies).
+    """
+    if resume and overwrite:
+        raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
     out = Path(out)
     pipeline = load_pipeline(checkpoint, scheduler, device, dtype)
     steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
               "sample_size": pipeline.unet.config.sample_size}
-    todo = _prepare_folder(out, num, record, resume, overwrite)
-    batch_size = batch_size or default_batch_size(pipeline.unet.config.sample_size)
-    bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}")
-    started = time.perf_counter()
-    for first in range(0, len(todo), batch_size):
-        indices = todo[first : first + batch_size]
-        for index, image in zip(indices, sample_images(pipeline, indices, seed, steps)):
-            write_png(image, out / f"{index:06d}.png")
-        bar.update(len(indices))
-    bar.close()
-    seconds = time.perf_counter() - started
+    with folder_lock(out, "sampling"):
+        todo = prepare_image_folder(out, num, record, resume, overwrite)
+        batch_size = batch_size or default_batch_size(pipeline.unet.config.sample_size)
+        bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}")
+        started = time.perf_counter()
+        for first in range(0, len(todo), batch_size):
+            indices = todo[first : first + batch_size]
+            for index, image in zip(indices, sample_images(pipeline, indices, seed, steps)):
+                write_png(image, out / image_name(index))
+            bar.update(len(indices))
+        bar.close()
+        seconds = time.perf_counter() - started
+        # a finished folder is left untouched (so caches keyed on its files stay valid); derived files a kill
+        # left missing or unreadable are rebuilt from the PNGs
+        if todo or not _derived_files_match(out, num):
+            finish_image_folder(out, num)
     images_per_second = len(todo) / seconds if todo else float("nan")
-    if todo or _array_size(out) != num:  # a finished folder is left untouched, so caches keyed on it stay valid
-        finish_image_folder(out, num)
     record.update(num=num, sampled_now=len(todo), seconds=round(seconds, 3), images_per_second=images_per_second)
     return record
 
 
-def _prepare_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool) -> list[int]:
-    """The indices still to draw; refuses to mix runs or to overwrite images silently."""
+def image_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+IMAGE_NAME = re.compile(r"^\d{6}\.png$")
+
+
+def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool) -> list[int]:
+    """The indices still to draw; refuses to mix runs, to overwrite images silently, or to touch a user's files.
+
+    ``sampling.json`` records the settings and how many images this tool has planned in the folder
+    (``images_written``: names 000000.png up to it). It is written before any image, so every PNG of ours is on
+    record even if a kill comes between, and --overwrite deletes only those names and the derived files.
+    """
     settings = out / "sampling.json"
-    existing = sorted(out.glob("[0-9]*.png")) if out.is_dir() else []
-    if resume and overwrite:
-        raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
+    existing = sorted(p.name for p in out.iterdir() if IMAGE_NAME.match(p.name)) if out.is_dir() else []
+    before = _read_record(settings)
     if existing and not (resume or overwrite):
         raise SamplingError(f"{str(out)!r} already holds {len(existing)} images: pass --resume to continue that run, "
                             "--overwrite to replace it, or another --out")
+    ours = {image_name(i) for i in range(before.get("images_written", 0))}
     if overwrite:
-        for path in existing + [out / "grid.png", out / "samples.npz", settings]:
-            path.unlink(missing_ok=True)
-        existing = []
+        for name in sorted(ours) + ["grid.png", "samples.npz", "sampling.json"]:
+            (out / name).unlink(missing_ok=True)
+        existing, before, ours = [n for n in existing if n not in ours], {}, set()
+    foreign = [n for n in existing if n not in ours]
+    if foreign:
+        raise SamplingError(f"{str(out)!r} holds images that sample.py did not write there ({', '.join(foreign[:3])}"
+                            f"{' ...' if len(foreign) > 3 else ''}): move them, or use another --out")
     if existing:
-        before = json.loads(settings.read_text()) if settings.is_file() else {}
         changed = [k for k in record if before.get(k) != record[k]]
         if changed:
             raise SamplingError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
                                 "resume with the same ones, or use --overwrite or another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1)
-    if not settings.is_file() or settings.read_text() != text:
-        settings.write_text(text)
-    done = {int(p.stem) for p in existing}
-    return [i for i in range(num) if i not in done]
+    stored = {**record, "images_written": max(num, before.get("images_written", 0))}
+    if before != stored:
+        write_json(settings, stored)
+    done = set(existing)
+    return [i for i in range(num) if image_name(i) not in done]
 
 
-def _array_size(out: Path) -> int | None:
-    """Images in ``out/samples.npz`` (None when it is missing or unreadable)."""
+def _read_record(path: Path) -> dict:
+    """The folder's ``sampling.json``; an unreadable one (a kill mid-write, before writes were atomic) is empty."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _derived_files_match(out: Path, num: int) -> bool:
+    """``samples.npz`` holds ``num`` images and ``grid.png`` decodes."""
     try:
         with np.load(out / "samples.npz") as archive:
-            return len(archive["images"])
-    except (OSError, KeyError, ValueError):
-        return None
+            if len(archive["images"]) != num:
+                return False
+        with Image.open(out / "grid.png") as grid:
+            grid.verify()
+        return True
+    except (OSError, EOFError, KeyError, ValueError, SyntaxError):
+        return False
 
 
 def write_png(image: np.ndarray, path: Path) -> None:
-    temporary = path.with_suffix(".tmp")
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(temporary, format="PNG")
-    temporary.rename(path)  # an interrupted write never leaves a truncated image behind
+    """An image as PNG, atomically: an interrupted write never leaves a truncated image behind."""
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    write_file(path, lambda handle: picture.save(handle, format="PNG"))
 
 
 def finish_image_folder(out: Path, num: int) -> None:
     """``grid.png`` of the first images and ``samples.npz`` (uint8, N x H x W x C), streamed through a memmap."""
-    paths = [out / f"{i:06d}.png" for i in range(num)]
+    paths = [out / image_name(i) for i in range(num)]
+
     def read(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.atleast_3d(np.asarray(image))
 
     first = read(paths[0])
-    scratch = out / ".samples.npy"
+    scratch = out / f".samples.{os.getpid()}.npy"
     images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(num, *first.shape))
-    for i, path in enumerate(paths):
-        images[i] = read(path)
-    np.savez(out / "samples.npz", images=images)
-    grid = make_grid(np.asarray(images[:GRID_IMAGES]))
-    Image.fromarray(grid).save(out / "grid.png")
-    del images
-    scratch.unlink()
+    try:
+        for i, path in enumerate(paths):
+            images[i] = read(path)
+        write_file(out / "samples.npz", lambda handle: np.savez(handle, images=images))
+        grid = Image.fromarray(make_grid(np.asarray(images[:GRID_IMAGES])))
+        write_file(out / "grid.png", lambda handle: grid.save(handle, format="PNG"))
+    finally:
+        del images
+        scratch.unlink(missing_ok=True)
 
 
 def make_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import latest_checkpoint
+from .checkpoints import latest_checkpoint, list_checkpoints
 from .cli import UserError
+from .files import atomic_folder, folder_lock, sync_tree, trim_log, write_json
 from .spectral import normalized_radius
+from .state import StateError, load_tree, save_tree
 
 LOG_SCALE = 8.0  # log |F| / LOG_SCALE is within about [-1, 1] for images in [0, 1]
 # OPEN (which log): log(|F| + floor), not log(1 + |F|): an additive correction is then a gain on |F| at every
@@ -227,7 +230,11 @@ def generator_losses(refiner: Refiner, config: StigConfig, fake: torch.Tensor, r
 def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, config: StigConfig,
                   resume: bool = False) -> Path:
     """Train on uint8 (N, C, H, W) generated and real sets; writes ``out/refiner`` and resumable checkpoints."""
-    out = Path(out)
+    with folder_lock(out, "STIG training"):
+        return _train_refiner(generated, real, Path(out), config, resume)
+
+
+def _train_refiner(generated: torch.Tensor, real: torch.Tensor, out: Path, config: StigConfig, resume: bool) -> Path:
     if generated.shape[1:] != real.shape[1:]:
         raise StigError(f"generated {tuple(generated.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
     latest = latest_checkpoint(out)
@@ -252,6 +259,7 @@ def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, 
     fake_spectra, real_spectra = to_spectrum(generated.float() / 255)[0], to_spectrum(real.float() / 255)[0]
     low = low_frequency_mask(generated.shape[-1], config.low_radius)
     out.mkdir(parents=True, exist_ok=True)
+    trim_log(out / "metrics.jsonl", step)
     log = open(out / "metrics.jsonl", "a")
     bar = tqdm(total=config.steps, initial=step, desc="stig")
     while step < config.steps:
@@ -287,14 +295,10 @@ def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, 
 
 
 def save_refiner(translator: Translator, config: StigConfig, folder: Path) -> Path:
-    temporary = folder.with_name(folder.name + ".tmp")
-    temporary.mkdir(parents=True, exist_ok=True)
-    save_file(translator.state_dict(), temporary / "translator.safetensors")
-    (temporary / "config.json").write_text(json.dumps(
-        asdict(config) | {"in_channels": translator.decoder[-1].out_channels, "spectrum": SPECTRUM}, indent=1))
-    if folder.exists():
-        shutil.rmtree(folder)
-    temporary.rename(folder)
+    with atomic_folder(folder) as temporary:
+        save_file(translator.state_dict(), temporary / "translator.safetensors")
+        write_json(temporary / "config.json",
+                   asdict(config) | {"in_channels": translator.decoder[-1].out_channels, "spectrum": SPECTRUM})
     return folder
 
 
@@ -334,22 +338,24 @@ def _save_checkpoint(out: Path, step: int, refiner: Refiner, g_optimizer, d_opti
                      config: StigConfig, keep: int = 2) -> None:
     checkpoints = out / "checkpoints"
     final, temporary = checkpoints / f"step-{step:06d}", checkpoints / f".step-{step:06d}.tmp"
-    temporary.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
     save_file(refiner.state_dict(), temporary / "refiner.safetensors")
-    # optimizer states and the generator are plain tensors and numbers: torch.load(weights_only=True) reads them
-    torch.save({"g": g_optimizer.state_dict(), "d": d_optimizer.state_dict(), "generator": generator.get_state(),
-                "step": step}, temporary / "state.pt")
-    (temporary / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    save_tree(temporary, "state", {"g": g_optimizer.state_dict(), "d": d_optimizer.state_dict(),
+                                   "generator": generator.get_state(), "step": step})
+    write_json(temporary / "config.json", asdict(config))
+    sync_tree(temporary)
+    shutil.rmtree(final, ignore_errors=True)
     temporary.rename(final)
-    for old in sorted(checkpoints.glob("step-[0-9]*"))[:-keep]:
+    for old in list_checkpoints(out)[:-keep]:
         shutil.rmtree(old)
 
 
 def _load_checkpoint(folder: Path, refiner: Refiner, g_optimizer, d_optimizer, generator: torch.Generator) -> int:
     try:
         refiner.load_state_dict(load_file(folder / "refiner.safetensors"))
-        state = torch.load(folder / "state.pt", weights_only=True)
-    except (OSError, RuntimeError) as error:
+        state = load_tree(folder, "state")
+    except (OSError, RuntimeError, SafetensorError, StateError) as error:
         raise StigError(f"checkpoint {str(folder)!r} is unreadable ({error}); delete it to resume from the one before") from None
     g_optimizer.load_state_dict(state["g"])
     d_optimizer.load_state_dict(state["d"])

@@ -33,7 +33,7 @@ from .cli import UserError
 from .config import TrainConfig, to_dict
 from .data import build_dataset
 from .losses import frequency_loss, spatial_loss
-from .files import atomic_folder, folder_lock, sync_tree, write_text
+from .files import atomic_folder, folder_lock, sync_tree, trim_log, write_text
 from .model import WGUNet
 from .state import StateError, load_tree, random_states, save_tree, set_random_states
 from .teacher import FeatureTaps, load_teacher, pair_by_resolution
@@ -71,6 +71,9 @@ def build_models(config: TrainConfig) -> tuple[nn.Module, DDPMScheduler, UNet2DM
     if config.mode == "teacher":
         return UNet2DModel(**config.unet), DDPMScheduler(**config.scheduler), None, None
     teacher, scheduler = load_teacher(config.teacher, DTYPES[config.teacher_dtype])
+    if teacher.config.sample_size != config.data.sample_size:
+        raise TrainingError(f"data.sample_size is {config.data.sample_size} but the teacher {config.teacher!r} works at "
+                            f"{teacher.config.sample_size}px: set data.sample_size={teacher.config.sample_size}")
     # The student adopts the teacher's schedule and prediction_type: both then predict the same thing.
     student = WGUNet(**{"sample_size": teacher.config.sample_size, **config.student})
     if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
@@ -260,8 +263,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
             set_random_states(state["process"]["random"])
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_log(output_dir / "metrics.jsonl", step)
-        (output_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        trim_log(output_dir / "metrics.jsonl", step)
+        write_text(output_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
         accelerator.init_trackers("wgunet")
     log = open(output_dir / "metrics.jsonl", "a") if accelerator.is_main_process else None
     bar = tqdm(total=config.max_steps, initial=step, desc=config.mode, disable=not accelerator.is_main_process)
@@ -312,20 +315,6 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the rows an interrupted run logged after the checkpoint it resumes from (they are redone), and a
-    last line that a kill cut short."""
-    if path.is_file():
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    rows.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        write_text(path, "".join(row + "\n" for row in rows))
 
 
 def _format(names, values) -> str:

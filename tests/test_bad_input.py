@@ -1,0 +1,186 @@
+"""Bad input through the three entry points: each case must exit non-zero with one message that names the
+offending key or file, print no traceback, and leave every finished checkpoint and image as it was."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from diffusers import DDPMPipeline, DDPMScheduler
+from PIL import Image
+
+from conftest import TINY_STUDENT
+from wgunet import WGUNet
+
+STUDENT = "{" + ", ".join(f"{k}: {list(v) if isinstance(v, (list, tuple)) else v}" for k, v in TINY_STUDENT.items()) + "}"
+
+
+@pytest.fixture(scope="module")
+def world(tiny_teacher, tmp_path_factory):
+    """Finished outputs that no bad input may touch, and the bad inputs themselves."""
+    from wgunet.config import load_config
+    from wgunet.sampling import run_sampling
+    from wgunet.training import train
+
+    root = tmp_path_factory.mktemp("world")
+    run = root / "run"
+    train(load_config(None, [f"teacher={tiny_teacher}", f"student={STUDENT}", "data.sample_size=16",
+                             "data.patches_per_image=4", "batch_size=4", "max_steps=2", "checkpoint_every=2",
+                             f"output_dir={run}"]))
+    samples = root / "samples"
+    run_sampling(str(run / "model"), 3, samples, steps=2)
+    (root / "empty").mkdir()
+    corrupt = root / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text('{"_class_name": "WGUNet", "sample_size": 16}')
+    (corrupt / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 64)
+    badjson = root / "badjson"
+    badjson.mkdir()
+    (badjson / "config.json").write_text("{not json")
+    truncated = root / "truncated"
+    truncated.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(truncated / "a.jpg")
+    (truncated / "b.jpg").write_bytes((truncated / "a.jpg").read_bytes()[:300])
+    mixed = root / "mixed"
+    mixed.mkdir()
+    Image.new("RGB", (16, 16)).save(mixed / "a.png")
+    Image.new("RGB", (8, 8)).save(mixed / "b.png")
+    (root / "bad.npz").write_bytes(b"not an npz")
+    (root / "afile").write_text("I am a file")
+    (root / "bad.yaml").write_text("max_steps: [1, 2\n")
+    (root / "typo.yaml").write_text("max_step: 5\n")
+    foreign = root / "foreign"
+    foreign.mkdir()
+    Image.new("RGB", (16, 16)).save(foreign / "000001.png")  # a user's file named like ours, no record
+    wide = root / "wide.npz"
+    np.savez(wide, images=np.zeros((4, 8, 8, 3), np.uint8))
+    wide_clip = root / "clip2"
+    DDPMPipeline(unet=WGUNet(sample_size=16, **TINY_STUDENT), scheduler=DDPMScheduler(
+        num_train_timesteps=50, clip_sample_range=2.0)).save_pretrained(wide_clip)
+    return {"root": root, "run": run, "model": run / "model", "samples": samples, "teacher": tiny_teacher,
+            "corrupt": corrupt, "badjson": badjson, "truncated": truncated, "mixed": mixed, "empty": root / "empty",
+            "afile": root / "afile", "foreign": foreign, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
+
+
+def train_case(override: str, message: str) -> tuple:
+    base = ["teacher={teacher}", f"student={STUDENT}", "data.sample_size=16", "data.patches_per_image=4",
+            "batch_size=4", "max_steps=2", "output_dir={root}/new_run"]
+    return ("train.py", [*base, override], message)
+
+
+CASES = [train_case(override, message) for override, message in [
+    ("max_steps=0", "max_steps must be a positive number of steps, got 0"),
+    ("max_steps=-1", "max_steps must be a positive"),
+    ("batch_size=0", "batch_size must be a positive"),
+    ("batch_size=-4", "batch_size must be a positive"),
+    ("lr=0", "lr must be positive"),
+    ("lr=-0.1", "lr must be positive"),
+    ("warmup_steps=-5", "warmup_steps must be >= 0"),
+    ("gradient_accumulation_steps=0", "gradient_accumulation_steps must be at least 1"),
+    ("checkpoint_every=0", "checkpoint_every must be a positive"),
+    ("log_every=0", "log_every must be a positive"),
+    ("keep_checkpoints=0", "keep_checkpoints must be >= 1"),
+    ("keep_checkpoints=-1", "keep_checkpoints must be >= 1"),
+    ("ema_decay=1.0", "ema_decay must be in [0, 1)"),
+    ("ema_decay=2", "ema_decay must be in [0, 1)"),
+    ("teacher_dtype=float8", "teacher_dtype must be one of"),
+    ("mixed_precision=fp4", "mixed_precision must be one of"),
+    ("loss.lambda_freq=-0.1", "loss.lambda_freq must be >= 0"),
+    ("loss.lambda_spatial=-1", "loss.lambda_spatial must be >= 0"),
+    ("loss.eps=0", "loss.eps must be positive"),
+    ("adam_betas=[0.9,1.2]", "adam_betas must be two numbers in [0, 1)"),
+    ("grad_clip=-1", "grad_clip must be >= 0"),
+    ("data.sample_size=0", "data.sample_size must be a positive"),
+    ("data.sample_size=32", "data.sample_size is 32 but the teacher"),
+    ("data.num_workers=-1", "data.num_workers must be >= 0"),
+    ("max_stepz=3", "unknown config key 'max_stepz' (did you mean 'max_steps'?)"),
+    ("loss.lamda_freq=0", "unknown config key 'loss.lamda_freq'"),
+    ("student.block_out_channel=[8]", "unknown config key 'student.block_out_channel'"),
+    ("max_steps=ten", "max_steps must be int"),
+    ("mode=student", "mode must be 'distill' or 'teacher'"),
+    ("teacher={missing}", "does not exist"),
+    ("teacher={empty}", "neither a diffusers model folder"),
+    ("teacher={corrupt}", "could not load the WGUNet"),
+    ("teacher={model}", "the teacher must be a diffusers UNet2DModel"),
+    ("data.source={empty}", "no images in"),
+    ("data.source={missing}", "does not exist"),
+    ("data.source={truncated}", "b.jpg' is not a readable image"),
+    ("output_dir={run}", "already holds a run: pass --resume"),
+    ("output_dir={afile}", "is a file, not a folder"),
+    ("batch_size=100000", "cannot fill one batch of 100000"),
+]] + [
+    ("train.py", ["{missing}.yaml"], "not found"),
+    ("train.py", ["{root}/bad.yaml"], "not valid YAML"),
+    ("train.py", ["{root}/typo.yaml"], "unknown config key 'max_step'"),
+    ("sample.py", ["{missing}", "--out", "{root}/s1"], "does not exist"),
+    ("sample.py", ["{empty}", "--out", "{root}/s2"], "neither a diffusers model folder"),
+    ("sample.py", ["{corrupt}", "--out", "{root}/s3"], "could not load the WGUNet"),
+    ("sample.py", ["{badjson}", "--out", "{root}/s4"], "not valid JSON"),
+    ("sample.py", ["{afile}", "--out", "{root}/s5"], "is a file"),
+    ("sample.py", ["{model}", "--num", "0", "--out", "{root}/s6"], "--num, --batch-size and --steps must be positive"),
+    ("sample.py", ["{model}", "--steps", "0", "--out", "{root}/s7"], "must be positive"),
+    ("sample.py", ["{model}", "--batch-size", "-1", "--out", "{root}/s8"], "must be positive"),
+    ("sample.py", ["{model}", "--scheduler", "euler", "--out", "{root}/s9"], "invalid choice: 'euler'"),
+    ("sample.py", ["{model}", "--dtype", "float64", "--out", "{root}/s10"], "invalid choice: 'float64'"),
+    ("sample.py", ["{model}", "--num", "3", "--steps", "2", "--out", "{samples}"], "already holds 3 images: pass --resume"),
+    ("sample.py", ["{model}", "--num", "3", "--steps", "3", "--resume", "--out", "{samples}"], "other settings (steps)"),
+    ("sample.py", ["{model}", "--resume", "--overwrite", "--out", "{samples}"], "pass one"),
+    ("sample.py", ["{model}", "--num", "2", "--resume", "--out", "{foreign}"], "did not write there (000001.png)"),
+    ("sample.py", ["{model}", "--out", "{afile}"], "is a file, not a folder"),
+    ("sample.py", ["{clip2}", "--scheduler", "dpm++", "--out", "{root}/s11"], "use --scheduler ddim or ddpm"),
+    ("eval.py", ["spectrum", "--generated", "{missing}", "--out", "{root}/e1"], "does not exist"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{empty}", "--out", "{root}/e2"], "no images in"),
+    ("eval.py", ["spectrum", "--generated", "{mixed}", "--reference", "{samples}", "--out", "{root}/e3"], "different sizes"),
+    ("eval.py", ["spectrum", "--generated", "{root}/bad.npz", "--out", "{root}/e4"], "not an npz"),
+    ("eval.py", ["spectrum", "--generated", "{wide}", "--reference", "{samples}", "--no-fid", "--out", "{root}/e5"],
+     "spectra compare sets of one size"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--features", "clip", "--out", "{root}/e6"], "invalid choice: 'clip'"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{samples}", "--no-fid", "--out", "{afile}"],
+     "{afile}"),
+    ("eval.py", ["probe", "{model}", "--timesteps", "10,5000", "--size", "16", "--out", "{root}/e7"],
+     "probe timesteps must lie in [0, 99]"),
+    ("eval.py", ["probe", "{missing}", "--out", "{root}/e8"], "does not exist"),
+    ("eval.py", ["probe", "{model}", "--timesteps", "ten", "--out", "{root}/e9"], "expected comma-separated integers"),
+    ("eval.py", ["finc", "--test", "{missing}", "--reference", "{samples}", "--out", "{root}/e10"], "does not exist"),
+    ("eval.py", ["finc", "--test", "{samples}", "--reference", "{empty}", "--features", "pixels", "--out", "{root}/e11"],
+     "no images in"),
+    ("eval.py", ["stig", "apply", "--model", "{missing}", "--input", "{samples}", "--out", "{root}/e12"],
+     "is not a STIG refiner"),
+    ("eval.py", ["stig", "train", "--generated", "{missing}", "--out", "{root}/e13"], "does not exist"),
+    ("eval.py", ["stig", "train", "--generated", "{wide}", "--real", "{samples}", "--out", "{root}/e14"], "differ in shape"),
+    ("eval.py", ["report", "{missing}", "--teacher", "{teacher}", "--out", "{root}/e15"], "does not exist"),
+    ("eval.py", ["report", "{model}", "--num", "1", "--out", "{root}/e16"], "--num must be at least 2"),
+    ("eval.py", ["report", "{model}", "--reference", "{empty}", "--out", "{root}/e17"], "no images in"),
+    ("eval.py", ["report", "{model}", "--stig-refiner", "{empty}", "--out", "{root}/e18"], "is not a STIG refiner"),
+    ("eval.py", ["unknown"], "invalid choice: 'unknown'"),
+]
+
+
+def fill(text: str, world: dict) -> str:
+    for key, value in world.items():
+        text = text.replace("{" + key + "}", str(value))
+    return text
+
+
+def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for f in folders for p in f.rglob("*")
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("script, argv, message", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_gets_one_clear_error_and_changes_nothing(world, capsys, monkeypatch, script, argv, message):
+    before = snapshot(world["run"], world["samples"])
+    args = [fill(a, world) for a in argv]
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    with pytest.raises(SystemExit) as exit_:  # any other exception escaping is a traceback for the user
+        runpy.run_path(script, run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_.value.code not in (0, None), err
+    assert "Traceback" not in err
+    assert fill(message, world) in err, err[-1500:]
+    assert snapshot(world["run"], world["samples"]) == before
