@@ -33,34 +33,13 @@ def test_fid_and_kid_run_the_torchmetrics_path_with_a_local_module():
     assert same["features"] == "MeanColour"
 
 
-def noised(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(1)) * sigma * 127.5
-    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
-
-
-def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    if sigma == 0:
-        return images
-    taps = torch.arange(-3, 4).float()
-    kernel = (-taps**2 / (2 * sigma**2)).exp()
-    kernel = (kernel / kernel.sum()).repeat(3, 1, 1, 1)
-    x = torch.nn.functional.pad(images.float(), (3, 3, 3, 3), mode="reflect")
-    x = torch.nn.functional.conv2d(x, kernel.view(3, 1, 1, 7), groups=3)
-    x = torch.nn.functional.conv2d(x, kernel.view(3, 1, 7, 1), groups=3)
-    return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def colour_shifted(images: torch.Tensor, shift: float) -> torch.Tensor:
-    direction = torch.tensor([1.0, 0.0, -1.0]).view(1, 3, 1, 1)  # warmer: more red, less blue
-    return (images.float() + 127.5 * shift * direction).round().clamp(0, 255).to(torch.uint8)
-
-
 @pytest.mark.slow
 def test_offline_fid_grows_along_every_degradation_and_ranks_noise_last():
     """Teacher features (the offline default): held-out patches split in two, one half the reference, the other
     degraded step by step; FID and KID must grow with every step, and RGB noise must score far worse than any
     model's samples."""
     from wgunet.data import load_image_set
+    from wgunet.ladder import degradation_ladders, rgb_noise
     from wgunet.sampling import load_pipeline, sample_images
 
     real, _ = load_image_set("patches:heldout")
@@ -69,17 +48,14 @@ def test_offline_fid_grows_along_every_degradation_and_ranks_noise_last():
     module, label = feature_extractor("auto")
     assert "teacher mid-block" in label and "NOT comparable to published FID" in label
     scorer = FidKid(reference, module, bootstrap=0)
-    ladders = {"noise": (noised, [0.0, 0.05, 0.1, 0.2]), "blur": (blurred, [0.0, 0.7, 1.2, 2.0]),
-               "colour": (colour_shifted, [0.0, 0.1, 0.2, 0.4])}
-    for name, (degrade, levels) in ladders.items():
-        scores = [scorer(degrade(clean, level)) for level in levels]
+    for name, ladder in degradation_ladders(clean).items():
+        scores = [scorer(images) for _, images in ladder]
         fids, kids = [s["fid"] for s in scores], [s["kid_mean"] for s in scores]
         assert fids == sorted(fids) and fids[-1] > 3 * fids[0], (name, fids)
         assert kids == sorted(kids), (name, kids)
-    rgb_noise = torch.randint(0, 256, clean.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     teacher = load_pipeline("assets/teacher", "ddim")
     samples = torch.from_numpy(sample_images(teacher, list(range(128)), 0, 10)).permute(0, 3, 1, 2)
-    assert scorer(rgb_noise)["fid"] > 2.5 * scorer(samples)["fid"]
+    assert scorer(rgb_noise(clean.shape))["fid"] > 2.5 * scorer(samples)["fid"]
 
 
 def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):

@@ -75,7 +75,7 @@ def run_probe(checkpoints: dict[str, str], reference: str, out: str | Path, *, s
 def run_finc(test: str, reference: str, out: str | Path, *, features: str = "pixels", teacher: str = "assets/teacher",
              cache: str | Path | None = None, size: int = 32, sigma: float | None = None, rho: float = 1.0,
              r: int = 2000, num_modes: int = 10, top_k: int = 25, seed: int = 0, row_images: int = 10,
-             names: tuple[str, str] = ("test", "reference")) -> dict:
+             set_names: tuple[str, str] = ("test", "reference")) -> dict:
     """Write ``finc.json`` (modes both ways, eigenvalues, sizes, top file names) and ``finc_modes.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def run_finc(test: str, reference: str, out: str | Path, *, features: str = "pix
                         "top": [names[i] for i in modes.top[j].tolist()],
                         "top_scores": [float(modes.scores[i, j]) for i in modes.top[j].tolist()]}
                        for j in range(len(modes.eigenvalues))]
-        test_name, reference_name = names
+        test_name, reference_name = set_names
         direction = f"{test_name} has more" if role == "test" else f"{test_name} misses"
         for j, mode in enumerate(report[key]):
             picked = images[modes.top[j][:row_images]].permute(0, 2, 3, 1).numpy()

@@ -86,7 +86,7 @@ def _build_report(student, teacher, reference, num, out, scheduler, steps, seed,
     bar.update()
     bar.set_postfix_str("FINC")
     finc = run_finc(samples["student"], samples["teacher"], out / "finc", features=finc_features, teacher=teacher,
-                    size=size, seed=seed, names=("student", "teacher"))
+                    size=size, seed=seed, set_names=("student", "teacher"))
     bar.update()
     real_images, _ = load_image_set(reference, size)
     spread = torch.linspace(0, len(real_images) - 1, min(GRID_IMAGES, len(real_images))).long()  # every source photo

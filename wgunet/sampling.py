@@ -151,6 +151,8 @@ def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwr
         raise SamplingError(f"{str(out)!r} already holds {len(existing)} images: pass --resume to continue that run, "
                             "--overwrite to replace it, or another --out")
     ours = {image_name(i) for i in range(before.get("images_written", 0))}
+    if before and "images_written" not in before:  # a record from before the manifest: its images are ours
+        ours = set(existing)
     if overwrite:
         for name in sorted(ours) + ["grid.png", "samples.npz", "sampling.json"]:
             (out / name).unlink(missing_ok=True)
@@ -164,7 +166,8 @@ def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwr
         if changed:
             raise SamplingError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
                                 "resume with the same ones, or use --overwrite or another --out")
-    stored = {**record, "images_written": max(num, before.get("images_written", 0))}
+    stored = {**record, "images_written": max([num, before.get("images_written", 0)]
+                                              + [int(n[:6]) + 1 for n in existing])}
     if before != stored:
         write_json(settings, stored)
     done = set(existing)
