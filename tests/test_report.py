@@ -66,7 +66,14 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
     assert f"report: {out}/report.html" in result.stdout
 
     page = (out / "report.html").read_text()
-    assert page.count("<img ") == 7 and page.count('src="data:image/png;base64,') == 7  # embedded, not linked
+    assert page.count("<img ") == 8 and page.count('src="data:image/png;base64,') == 8  # embedded, not linked
+    # one order everywhere: real, teacher, student, STIG (grids, then the score table's columns)
+    grids = [page.index(f'alt="{caption}') for caption in ("real (held out)", "teacher: first", "student: first")]
+    assert grids == sorted(grids)
+    header = page[page.index('id="scores"'):].split("</thead>")[0]
+    assert header.index(">teacher<") < header.index(">student<") < header.index(">student + STIG<")
+    assert "parameters (M)" in page and "GMACs per image" in page
+    assert 'score table</a> above' in page
     assert "http" not in page.split("<body>")[1]  # nothing to fetch: opens offline
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver; "

@@ -40,18 +40,19 @@ def build_report(student: str, teacher: str, reference: str, num: int, out: str 
     """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``."""
     if stig_refiner and stig_steps:
         raise ReportError("pass either --stig-refiner (apply a trained refiner) or --stig-steps (train one), not both")
-    # a bad reference or refiner fails now, not after minutes of sampling
+    # a bad checkpoint, reference or refiner fails now, not after minutes of sampling
+    model_sizes = {name: describe(checkpoint) for name, checkpoint in (("teacher", teacher), ("student", student))}
     load_image_set(reference, limit=2)
     if stig_refiner:
         load_refiner(stig_refiner)
     out = Path(out)
     with folder_lock(out, "report"):
         return _build_report(student, teacher, reference, num, out, scheduler, steps, seed, batch_size, device, features,
-                             finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap)
+                             finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap, model_sizes)
 
 
 def _build_report(student, teacher, reference, num, out, scheduler, steps, seed, batch_size, device, features,
-                  finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap) -> dict:
+                  finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap, model_sizes) -> dict:
     stages = ["sample student", "sample teacher", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"]
     bar = tqdm(stages, desc="report", unit="stage")
     samples, sampling = {}, {}
@@ -99,7 +100,7 @@ def _build_report(student, teacher, reference, num, out, scheduler, steps, seed,
         "reduced_spectrum": spectrum["reduced_spectrum"],
         "probe": {"timesteps": probe["timesteps"], "cutoff": {n: m["cutoff"] for n, m in probe["models"].items()}},
         "finc": finc,
-        "model_sizes": {name: describe(checkpoint) for name, checkpoint in (("teacher", teacher), ("student", student))},
+        "model_sizes": model_sizes,
     }
     if stig_refiner:
         metrics["model_sizes"][STIG_SET] = {"params_M": metrics["model_sizes"]["student"]["params_M"]
