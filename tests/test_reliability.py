@@ -127,3 +127,14 @@ def test_an_image_over_the_pixel_limit_says_how_to_allow_it(tmp_path, monkeypatc
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(DataError, match="over PIL's pixel limit.*WGUNET_MAX_IMAGE_PIXELS"):
         read_rgb(tmp_path / "big.png")
+
+
+def test_resume_with_a_config_that_does_not_fit_the_checkpoint_says_so(tiny_run):
+    from wgunet.training import TrainingError
+
+    train(load_config(None, tiny_run))
+    wider = [o for o in tiny_run if not o.startswith("student=")] + [
+        "student={block_out_channels: [16, 48], layers_per_block: 1, attention_resolutions: [8], "
+        "attention_head_dim: 16, norm_num_groups: 8, gate_hidden: 8}", "max_steps=9"]
+    with pytest.raises(TrainingError, match="does not fit this config .* resume with the config it was trained with"):
+        train(load_config(None, wider), resume=True)

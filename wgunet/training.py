@@ -253,10 +253,14 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     latest, state = resume_point(output_dir, accelerator.process_index) if resume else (None, None)
     step = 0
     if state is not None:
-        accelerator.unwrap_model(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_schedule.load_state_dict(state["training"]["lr_schedule"])
-        ema.load_state_dict(state["training"]["ema"])
+        try:
+            accelerator.unwrap_model(model).load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            lr_schedule.load_state_dict(state["training"]["lr_schedule"])
+            ema.load_state_dict(state["training"]["ema"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise TrainingError(f"checkpoint {str(latest)!r} does not fit this config ({str(error).splitlines()[0]}): "
+                                f"resume with the config it was trained with ({output_dir / 'config.yaml'})") from None
         step = state["training"]["step"]
         if state["process"] is not None:
             generator.set_state(state["process"]["step_generator"])
