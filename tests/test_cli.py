@@ -21,3 +21,16 @@ def test_help_parses_arguments_before_importing_torch(script, args):
     result = subprocess.run([sys.executable, "-c", PROBE.format(script=script, args=args)], capture_output=True, text=True)
     assert "usage:" in result.stdout, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "IMPORTED []"
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device", "runs/x/000001.png"),
+                                   PermissionError(13, "Permission denied", "/data/out")])
+def test_os_errors_become_one_line_naming_the_path(error, capsys):
+    from wgunet.cli import run_cli
+
+    def fail():
+        raise error
+
+    assert run_cli(fail) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and error.strerror in err and error.filename in err and "--resume" in err
