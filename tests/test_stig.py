@@ -109,4 +109,4 @@ def test_eval_stig_train_and_apply_end_to_end(tmp_path):
     assert {"lfd", "high_frequency_ratio", "fid"} <= set(report["after"])
     assert np.load(tmp_path / "refined" / "samples.npz")["images"].shape == (24, 16, 16, 3)
     result = subprocess.run(apply, capture_output=True, text=True)
-    assert result.returncode == 2 and "already holds 24 images" in result.stderr
+    assert result.returncode == 2 and "already holds 24 images: pass --overwrite" in result.stderr

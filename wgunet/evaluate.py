@@ -140,7 +140,8 @@ def apply_stig(model: str, source: str, out: str | Path, *, reference: str | Non
     images, _ = load_image_set(source, size)
     refined = refine(translator, images)
     with folder_lock(out, "STIG apply"):
-        prepare_image_folder(out, len(refined), {"stig_refiner": str(model), "input": str(source)}, False, overwrite)
+        prepare_image_folder(out, len(refined), {"stig_refiner": str(model), "input": str(source)}, False, overwrite,
+                             resumable=False)
         for index, image in enumerate(refined.permute(0, 2, 3, 1).numpy()):
             write_png(image, out / image_name(index))
         finish_image_folder(out, len(refined))

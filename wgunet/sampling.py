@@ -137,7 +137,8 @@ def image_name(index: int) -> str:
 IMAGE_NAME = re.compile(r"^\d{6}\.png$")
 
 
-def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool) -> list[int]:
+def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool,
+                         resumable: bool = True) -> list[int]:
     """The indices still to draw; refuses to mix runs, to overwrite images silently, or to touch a user's files.
 
     ``sampling.json`` records the settings and how many images this tool has planned in the folder
@@ -148,8 +149,8 @@ def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwr
     existing = sorted(p.name for p in out.iterdir() if IMAGE_NAME.match(p.name)) if out.is_dir() else []
     before = _read_record(settings)
     if existing and not (resume or overwrite):
-        raise SamplingError(f"{str(out)!r} already holds {len(existing)} images: pass --resume to continue that run, "
-                            "--overwrite to replace it, or another --out")
+        choices = "--resume to continue that run, --overwrite to replace it" if resumable else "--overwrite to replace them"
+        raise SamplingError(f"{str(out)!r} already holds {len(existing)} images: pass {choices}, or another --out")
     ours = {image_name(i) for i in range(before.get("images_written", 0))}
     if before and "images_written" not in before:  # a record from before the manifest: its images are ours
         ours = set(existing)
