@@ -10,6 +10,7 @@ Sources (``DataConfig.source``):
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -90,8 +91,13 @@ class TensorImages(Dataset):
         return self.images[index].float() / 127.5 - 1
 
 
+@functools.lru_cache(maxsize=4)
 def photograph_patches(size: int = 32, split: str = "train", per_image: int = 256, seed: int = 0) -> TensorImages:
-    """Deterministic crops of scikit-image's photographs; ``split`` is "train" or "heldout"."""
+    """Deterministic crops of scikit-image's photographs; ``split`` is "train" or "heldout".
+
+    Cached: an evaluation reads the held-out set several times, and the crops never change. Callers must not
+    modify the returned images in place.
+    """
     import skimage.data
 
     if split not in ("train", "heldout"):

@@ -33,19 +33,20 @@ def evaluate_spectrum(generated: dict[str, str], reference: str, out: str | Path
                       fid: bool = True) -> dict:
     """Write ``metrics.json`` (reduced spectra, spectral scores with 95% intervals, FID/KID) and ``spectra.png``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     real_images, _ = load_image_set(reference, size, limit)
+    sets = {name: load_image_set(source, size, limit)[0] for name, source in generated.items()}  # bad input fails here
+    for name, images in sets.items():
+        if images.shape[1:] != real_images.shape[1:]:
+            raise DataError(f"{generated[name]!r} holds {tuple(images.shape[2:])} images and the reference {reference!r} "
+                            f"{tuple(real_images.shape[2:])}: spectra compare sets of one size (sample at the "
+                            "reference's size, or pass a reference of this size)")
+    out.mkdir(parents=True, exist_ok=True)
     real = image_statistics(real_images)
     metrics = {"reference": reference, "num_reference": len(real_images),
                "reduced_spectrum": {"radius": real["radius"].tolist(), "real": real["spectra"].mean(0).tolist()},
                "scores": {}, "fid_kid": {}}
     scorer = FidKid(real_images, features, teacher=teacher) if fid else None
-    for name, source in generated.items():
-        images, _ = load_image_set(source, size, limit)
-        if images.shape[1:] != real_images.shape[1:]:
-            raise DataError(f"{source!r} holds {tuple(images.shape[2:])} images and the reference {reference!r} "
-                            f"{tuple(real_images.shape[2:])}: spectra compare sets of one size (sample at the "
-                            "reference's size, or pass a reference of this size)")
+    for name, images in sets.items():
         stats = image_statistics(images)
         metrics["reduced_spectrum"][name] = stats["spectra"].mean(0).tolist()
         metrics["scores"][name] = {"num": len(images), **spectral_scores(stats, real, bootstrap)}
