@@ -3,11 +3,12 @@
     .venv/bin/python bench/kill_test.py [--rounds 20] [--seed 0] [--tools train,sample,report] [--out runs/kill_test]
 
 For each tool, on tiny models made here: one uninterrupted reference run; then the same command is started
-again and again in a fresh folder, each time SIGKILLed after a random delay (before it can finish), and after
-every kill the folder is checked: every PNG decodes, every JSON parses, every listed checkpoint is readable and
-the folder's lock is free. After the last kill the command runs to the end with --resume, and its result must
-match the reference run's: training weights bit-identical, sampled images equal (up to 1 in a few pixels,
-as between batch sizes), the report complete with the same sets scored. Prints one line per tool; exits non-zero if any check failed.
+again and again in one folder (resumed), each time SIGKILLed after a random delay; a run that finished before
+its kill does not count, and the folder is started over. After every kill the folder is checked: every PNG
+decodes, every JSON parses, every listed checkpoint is readable and the folder's lock is free. After the last
+kill the command runs to the end with --resume, and its result must match the reference run's: training
+weights bit-identical, sampled images equal (up to 1 in a few pixels, as between batch sizes), the report
+complete with the same sets scored. Prints one line per tool; exits non-zero if any check failed.
 """
 
 from __future__ import annotations
@@ -62,9 +63,15 @@ def commands(tool: str, out: Path, teacher: Path, student: Path) -> tuple[list[s
 def check_folder(folder: Path) -> list[str]:
     """Problems a kill may not leave behind."""
     from wgunet.checkpoints import list_checkpoints
+    from wgunet.files import FolderBusy, folder_lock
     from wgunet.training import read_checkpoint
 
     problems = []
+    try:
+        with folder_lock(folder, "check"):
+            pass
+    except FolderBusy as error:
+        problems.append(f"lock still held after the kill: {error}")
     for png in folder.rglob("*.png"):
         if png.name.startswith("."):
             continue
@@ -131,23 +138,27 @@ def main() -> int:
         out = root / f"killed-{tool}"
         shutil.rmtree(out, ignore_errors=True)
         first, again = commands(tool, out, teacher, student)
-        problems, finished_early = [], 0
-        for round_ in range(args.rounds):
-            process = subprocess.Popen(first if round_ == 0 else again, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.2, 1.0) * full)
-            if process.poll() is not None:
+        problems, finished_early, kills, fresh = [], 0, 0, True
+        while kills < args.rounds and finished_early < 3 * args.rounds:
+            process = subprocess.Popen(first if fresh else again, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.1, 1.0) * full)
+            if process.poll() is not None:  # it finished before the kill: start over, so every kill hits a live run
                 finished_early += 1
+                shutil.rmtree(out)
+                fresh = True
+                continue
             process.send_signal(signal.SIGKILL)
             process.wait()
-            problems += [f"round {round_}: {p}" for p in check_folder(out)]
+            kills, fresh = kills + 1, False
+            problems += [f"kill {kills}: {p}" for p in check_folder(out)]
         final = subprocess.run(again, capture_output=True, text=True)
         if final.returncode != 0:
             problems.append(f"final --resume failed: {final.stderr[-500:]}")
         elif not matches_reference(tool, out, reference):
             problems.append("the resumed result differs from the uninterrupted one")
         failed |= bool(problems)
-        print(f"{tool}: {args.rounds} kills ({finished_early} after the run had already finished), "
+        print(f"{tool}: {kills} kills of a running process ({finished_early} runs finished before their kill and "
+              "were started over), "
               f"{'OK' if not problems else 'FAILED'}; resumed result equal to the uninterrupted run: "
               f"{not any('differs' in p or 'failed' in p for p in problems)}", flush=True)
         for problem in problems[:10]:
