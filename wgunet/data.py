@@ -126,7 +126,7 @@ def photograph_patches(size: int = 32, split: str = "train", per_image: int = 25
 class ImageFolder(Dataset):
     """Every PNG / JPEG / WebP under ``root`` (recursive), checked when the dataset is built."""
 
-    def __init__(self, root: str | Path, size: int):
+    def __init__(self, root: str | Path, size: int, decode_all: bool = True):
         self.root, self.size = Path(root), size
         if not self.root.is_dir():
             raise DataError(f"image folder {str(self.root)!r} does not exist")
@@ -135,9 +135,9 @@ class ImageFolder(Dataset):
             raise DataError(
                 f"no images in {str(self.root)!r}: put PNG, JPEG or WebP files in it (subfolders are searched)"
             )
-        # every image decoded once before training starts (verify() alone misses truncated data)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            list(pool.map(read_rgb, self.files))
+        if decode_all:  # every image decoded once before training starts (verify() alone misses truncated data)
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                list(pool.map(read_rgb, self.files))
         self.names = [str(p.relative_to(self.root)) for p in self.files]
 
     def __len__(self) -> int:
@@ -232,7 +232,7 @@ def load_image_set(source: str | Path, size: int = 32, limit: int | None = None)
         images = torch.from_numpy(array).permute(0, 3, 1, 2)
         names = [f"{i:06d}" for i in range(len(images))]
     else:
-        folder = ImageFolder(text, size)
+        folder = ImageFolder(text, size, decode_all=False)  # each file is decoded below, once
         arrays = []
         for path in folder.files:
             arrays.append(np.asarray(read_rgb(path)))
