@@ -14,7 +14,6 @@ interrupted ablation resumes. Prints a markdown table and writes OUT/ablation.js
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from wgunet.checkpoints import load_model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .checkpoints import load_model
@@ -15,7 +14,7 @@ from .probe import DEFAULT_TIMESTEPS, probe_table, spectral_probe
 from .files import folder_lock, write_json, write_text
 from .sampling import finish_image_folder, image_name, prepare_image_folder, write_png
 from .spectral import image_statistics, spectral_scores
-from .stig import StigConfig, StigError, load_refiner, refine, train_refiner
+from .stig import StigConfig, load_refiner, refine, train_refiner
 
 
 def named_sources(values: list[str]) -> dict[str, str]:
