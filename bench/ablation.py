@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wgunet.checkpoints import load_model
+from wgunet.commands import teacher_features
 from wgunet.config import load_config
-from wgunet.data import load_image_set
-from wgunet.features import cached_features
+from wgunet.features import cached_features, feature_extractor
 from wgunet.files import write_json
 from wgunet.finc import finc
+from wgunet.images import load_image_set
+from wgunet.loading import load_model
 from wgunet.metrics import FidKid
+from wgunet.results import plain
 from wgunet.sampling import run_sampling
 from wgunet.spectral import image_statistics, spectral_scores
 from wgunet.stats import count_parameters, macs_per_image
@@ -38,6 +40,7 @@ VARIANTS = {
     "WG-UNet, DDPM only": ["loss.lambda_spatial=0", "loss.lambda_freq=0"],
     "UNet2DModel (same MACs), DDPM only": PLAIN_UNET,
 }
+TEACHER = "assets/teacher"
 BUDGET = ["max_steps=1000", "batch_size=32", "lr=1e-3", "warmup_steps=100", "ema_decay=0.995",
           "checkpoint_every=250", "seed=0"]
 
@@ -61,28 +64,29 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=256, help="samples per model")
     args = parser.parse_args()
     out = Path(args.out)
-    checkpoints = {"shipped teacher": "assets/teacher"}
+    checkpoints = {"shipped teacher": TEACHER}
     checkpoints.update({name: checkpoint_for(name, overrides, out) for name, overrides in VARIANTS.items()})
-    real_images, _ = load_image_set("patches:heldout")
-    real, fid_scorer = image_statistics(real_images), FidKid(real_images, "teacher")
-    rows, teacher_features = {}, None
+    real_images = load_image_set("patches:heldout", 32).images
+    extractor = feature_extractor("teacher", teacher_features(TEACHER))
+    real, fid_scorer = image_statistics(real_images), FidKid(real_images, extractor)
+    rows, reference_features = {}, None
     for name, checkpoint in checkpoints.items():
         samples = out / "samples" / slug(name)
         record = run_sampling(checkpoint, args.num, samples, scheduler="ddim", steps=50, seed=0,
                               resume=samples.is_dir())
-        images, _ = load_image_set(str(samples))
-        scores = spectral_scores(image_statistics(images), real)
-        features, _ = cached_features(str(samples), images, "teacher", out / "feature_cache")
-        if teacher_features is None:
-            teacher_features, top = features, float("nan")  # the teacher is the reference
+        image_set = load_image_set(samples)
+        scores = spectral_scores(image_statistics(image_set.images), real)
+        features = cached_features(image_set, extractor, out / "feature_cache")
+        if reference_features is None:
+            reference_features, top = features, float("nan")  # the teacher is the reference
         else:
-            modes = finc(features, teacher_features, r=2000)["test_modes"].eigenvalues
+            modes = finc(features, reference_features, r=2000).test_modes.eigenvalues
             top = float(modes[0]) if len(modes) else 0.0
         model, _ = load_model(checkpoint)
         rows[name] = {"GMACs": macs_per_image(model) / 1e9, "params_M": count_parameters(model) / 1e6,
                       "images_per_second": record["images_per_second"],
-                      **{k: scores[k] for k in ("log_spectral_distance_db", "lfd", "high_frequency_ratio")},
-                      "fid_teacher": fid_interval(fid_scorer(images)), "finc_top_vs_teacher": top}
+                      **{k: plain(getattr(scores, k)) for k in ("log_spectral_distance_db", "lfd", "high_frequency_ratio")},
+                      "fid_teacher": plain(fid_scorer(image_set.images).fid), "finc_top_vs_teacher": top}
     write_json(out / "ablation.json", rows)
     print("| model | GMACs | params (M) | img/s (DDIM 50) | LSD dB | LFD | HF ratio | FID (teacher features) | FINC top vs teacher |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -91,10 +95,6 @@ def main() -> None:
         top = "-" if name == "shipped teacher" else f"{r['finc_top_vs_teacher']:.3f}"
         cells = [with_interval(r[k]) for k in ("log_spectral_distance_db", "lfd", "high_frequency_ratio", "fid_teacher")]
         print(f"| {name} | {r['GMACs']:.3f} | {r['params_M']:.2f} | {speed} | " + " | ".join(cells) + f" | {top} |")
-
-
-def fid_interval(scores: dict) -> dict:
-    return {"value": scores["fid"], "ci95": scores["fid_ci95"]}
 
 
 def with_interval(score: dict) -> str:

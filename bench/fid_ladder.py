@@ -14,7 +14,9 @@ import argparse
 
 import torch
 
-from wgunet.data import load_image_set
+from wgunet.commands import teacher_features
+from wgunet.features import feature_extractor
+from wgunet.images import load_image_set
 from wgunet.ladder import degradation_ladders, rgb_noise
 from wgunet.metrics import FidKid
 
@@ -25,22 +27,22 @@ def main() -> None:
     parser.add_argument("--teacher", default="assets/teacher", help="UNet2DModel for --features teacher")
     parser.add_argument("--samples", nargs="*", default=[], help="sample folders scored as extra rows")
     args = parser.parse_args()
-    real, _ = load_image_set("patches:heldout")
+    real = load_image_set("patches:heldout", 32).images
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
     reference, clean = real[order[:512]], real[order[512:768]]
-    scorer = FidKid(reference, args.features, bootstrap=0, teacher=args.teacher)
+    scorer = FidKid(reference, feature_extractor(args.features, teacher_features(args.teacher)), bootstrap=0)
     print(f"features: {scorer.label}\nreference: 512 held-out patches; each row 256 images\n")
     print("| set | level | FID | KID |\n|---|---:|---:|---:|")
     for name, ladder in degradation_ladders(clean).items():
         for level, images in ladder:
             scores = scorer(images)
-            print(f"| {name} | {level} | {scores['fid']:.3f} | {scores['kid_mean']:.4f} |", flush=True)
+            print(f"| {name} | {level} | {scores.fid.value:.3f} | {scores.kid_mean:.4f} |", flush=True)
     scores = scorer(rgb_noise(clean.shape))
-    print(f"| uniform RGB noise | - | {scores['fid']:.3f} | {scores['kid_mean']:.4f} |")
+    print(f"| uniform RGB noise | - | {scores.fid.value:.3f} | {scores.kid_mean:.4f} |")
     for folder in args.samples:
-        images, _ = load_image_set(folder)
-        scores = scorer(images[:256])
-        print(f"| {folder} ({min(256, len(images))} images) | - | {scores['fid']:.3f} | {scores['kid_mean']:.4f} |")
+        images = load_image_set(folder).first(256).images
+        scores = scorer(images)
+        print(f"| {folder} ({len(images)} images) | - | {scores.fid.value:.3f} | {scores.kid_mean:.4f} |")
 
 
 if __name__ == "__main__":

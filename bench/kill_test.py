@@ -54,7 +54,7 @@ def commands(tool: str, out: Path, teacher: Path, student: Path) -> tuple[list[s
     if tool == "sample":
         base = [python, "sample.py", str(student), "--num", "96", "--steps", "20", "--batch-size", "8", "--out", str(out)]
         return base, base + ["--resume"]
-    base = [python, "eval.py", "report", str(student), "--teacher", str(teacher), "--num", "48", "--steps", "10",
+    base = [python, "eval.py", "report", str(student), "--teacher", str(teacher), "--num-samples", "48", "--steps", "10",
             "--timesteps", "10,50", "--bootstrap", "10", "--features", "teacher", "--finc-features", "pixels",
             "--stig-steps", "40", "--out", str(out)]
     return base, base
@@ -62,7 +62,7 @@ def commands(tool: str, out: Path, teacher: Path, student: Path) -> tuple[list[s
 
 def check_folder(folder: Path) -> list[str]:
     """Problems a kill may not leave behind."""
-    from wgunet.checkpoints import list_checkpoints
+    from wgunet.runs import list_checkpoints
     from wgunet.files import FolderBusy, folder_lock
     from wgunet.training import read_checkpoint
 
@@ -107,8 +107,9 @@ def matches_reference(tool: str, out: Path, reference: Path) -> bool:
         a, b = (np.load(folder / "samples.npz")["images"].astype(int) for folder in (out, reference))
         return a.shape == b.shape and np.abs(a - b).max() <= 1 and (a == b).mean() > 0.999
     a, b = (json.loads((folder / "metrics.json").read_text()) for folder in (out, reference))
-    values = [s["value"] for scores in a["scores"].values() for k, s in scores.items() if k != "num"]
-    return a["scores"].keys() == b["scores"].keys() and all(np.isfinite(values))
+    sets, reference_sets = a["spectrum"]["sets"], b["spectrum"]["sets"]
+    values = [s["value"] for scores in sets.values() for s in scores["scores"].values()]
+    return sets.keys() == reference_sets.keys() and all(np.isfinite(values))
 
 
 def main() -> int:

@@ -18,13 +18,14 @@ import argparse
 import numpy as np
 import torch
 
-from wgunet.data import load_image_set
+from wgunet.data import to_signed
+from wgunet.images import load_image_set
 from wgunet.sampling import SCHEDULERS, image_generator, load_pipeline, sample_images
 from wgunet.spectral import reduced_spectrum
 
 
 def statistics(images: torch.Tensor) -> dict:
-    x = images.float() / 127.5 - 1
+    x = to_signed(images)
     return {"std": x.std().item(), "spread": x.mean((2, 3)).std().item(),
             "saturated": (x.abs() > 0.99).float().mean().item(), "spectrum": reduced_spectrum(x)[1].mean(0)}
 
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--no-full-chain", action="store_true", help="skip DDPM over every training step (slow)")
     args = parser.parse_args()
 
-    real_images, _ = load_image_set("patches:heldout")
+    real_images = load_image_set("patches:heldout", 32).images
     real = statistics(real_images)
     runs = [("ddpm", None, "full chain"), ("ddim", 50, ""), ("ddim", 50, "diffusers default"), ("ddim", 10, ""),
             ("dpm++", 20, ""), ("dpm++", 20, "diffusers default"), ("dpm++", 10, ""), ("ddpm", 100, "")]

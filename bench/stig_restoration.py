@@ -10,19 +10,16 @@ originals. Per seed: high-frequency gap cut, LFD cut, PSNR before and after (~85
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_stig import gaussian_blur, psnr  # noqa: E402  (the test's own low-pass and PSNR)
-
-from wgunet.data import load_image_set  # noqa: E402
-from wgunet.spectral import image_statistics, spectral_scores  # noqa: E402
-from wgunet.stig import StigConfig, load_refiner, refine, train_refiner  # noqa: E402
+from wgunet.images import load_image_set
+from wgunet.ladder import circular_blur
+from wgunet.metrics import psnr
+from wgunet.spectral import image_statistics, spectral_scores
+from wgunet.stig import StigConfig, load_refiner, refine, train_refiner
 
 
 def main() -> None:
@@ -30,14 +27,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="refiner training seeds")
     parser.add_argument("--lambda-gan", type=float, default=StigConfig.lambda_gan, help="adversarial weight")
     args = parser.parse_args()
-    images, _ = load_image_set("patches:heldout", 32)
+    images = load_image_set("patches:heldout", 32).images
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     originals, real = images[order[:512]], images[order[512:]]
-    blurred = gaussian_blur(originals)
+    blurred = circular_blur(originals)
     target = image_statistics(originals)
     before = spectral_scores(image_statistics(blurred), target, bootstrap=10)
-    gap_before = abs(1 - before["high_frequency_ratio"]["value"])
-    print(f"blurred: HF ratio {before['high_frequency_ratio']['value']:.4f}, PSNR {psnr(blurred, originals):.2f} dB")
+    gap_before = abs(1 - before.high_frequency_ratio.value)
+    print(f"blurred: HF ratio {before.high_frequency_ratio.value:.4f}, PSNR {psnr(blurred, originals):.2f} dB")
     print("| seed | HF gap cut | HF ratio after | LFD cut | PSNR after (dB) | seconds |\n|---|---:|---:|---:|---:|---:|")
     for seed in args.seeds:
         started = time.perf_counter()
@@ -45,9 +42,9 @@ def main() -> None:
             config = StigConfig(seed=seed, lambda_gan=args.lambda_gan, checkpoint_every=10_000)
             refined = refine(load_refiner(train_refiner(blurred, real, folder, config)), blurred)
         after = spectral_scores(image_statistics(refined), target, bootstrap=10)
-        ratio = after["high_frequency_ratio"]["value"]
+        ratio = after.high_frequency_ratio.value
         print(f"| {seed} | {1 - abs(1 - ratio) / gap_before:.0%} | {ratio:.2f} | "
-              f"{1 - after['lfd']['value'] / before['lfd']['value']:.0%} | {psnr(refined, originals):.2f} | "
+              f"{1 - after.lfd.value / before.lfd.value:.0%} | {psnr(refined, originals):.2f} | "
               f"{time.perf_counter() - started:.0f} |", flush=True)
 
 

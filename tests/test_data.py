@@ -47,7 +47,7 @@ def test_patches_are_deterministic_and_the_split_is_disjoint():
     train_set = {bytes(x.numpy()) for x in a.images}
     assert not any(bytes(x.numpy()) in train_set for x in held.images)
     assert {n.split("-")[0] for n in a.names} >= {"astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field"}
-    with pytest.raises(DataError, match="splits 'train' and 'heldout'"):
+    with pytest.raises(DataError, match="splits patches:train and patches:heldout, not patches:test"):
         photograph_patches(16, "test")
 
 

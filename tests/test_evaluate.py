@@ -9,21 +9,28 @@ from diffusers import DDPMScheduler
 from PIL import Image
 
 from wgunet import WGUNet
-from wgunet.data import DataError, load_image_set
+from wgunet.data import DataError
+from wgunet.images import load_image_set
 from wgunet.probe import spectral_probe
 
 
 def test_image_sets_from_npz_folder_and_builtin(tmp_path):
     array = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "s.npz", images=array)
-    images, names = load_image_set(tmp_path / "s.npz")
+    image_set = load_image_set(tmp_path / "s.npz")
+    images = image_set.images
+    assert image_set.names[0] == "000000.png" and image_set.source == str(tmp_path / "s.npz")
     assert images.shape == (5, 3, 8, 8) and torch.equal(images.permute(0, 2, 3, 1), torch.from_numpy(array))
     for i, image in enumerate(array):
         Image.fromarray(image).save(tmp_path / f"{i}.png")
-    folder, names = load_image_set(tmp_path)
-    assert torch.equal(folder, images) and names[0] == "0.png"
-    held, _ = load_image_set("patches:heldout", size=16, limit=7)
-    assert held.shape == (7, 3, 16, 16) and held.dtype == torch.uint8
+    folder = load_image_set(tmp_path)
+    assert torch.equal(folder.images, images) and folder.names[0] == "0.png"
+    held = load_image_set("patches:heldout", size=16).first(7)
+    assert held.images.shape == (7, 3, 16, 16) and held.images.dtype == torch.uint8 and held.size == (16, 16)
+    with pytest.raises(DataError, match="splits patches:train and patches:heldout"):
+        load_image_set("patches:test", size=16)
+    with pytest.raises(DataError, match="with its split: patches:train"):
+        load_image_set("patches", size=16)
 
 
 def test_image_set_errors(tmp_path):
@@ -40,26 +47,26 @@ def test_image_set_errors(tmp_path):
 
 
 def test_probe_wiener_filter_recovers_fewer_radii_as_noise_grows():
-    reference, _ = load_image_set("patches:heldout", size=16, limit=64)
+    reference = load_image_set("patches:heldout", size=16).first(64).images
     model = WGUNet(sample_size=16, block_out_channels=(8, 16), norm_num_groups=8, attention_head_dim=8).eval()
     result = spectral_probe({"random student": (model, DDPMScheduler())}, reference, timesteps=(20, 200, 600, 950))
-    wiener = result["models"]["optimal linear (Wiener)"]
-    cutoffs = [c or 0.0 for c in wiener["cutoff"]]  # None: not even the lowest ring is half recovered
+    wiener = result.models["optimal linear (Wiener)"]
+    cutoffs = [c or 0.0 for c in wiener.cutoff]  # None: not even the lowest ring is half recovered
     assert cutoffs == sorted(cutoffs, reverse=True) and cutoffs[0] > cutoffs[-1]
-    assert np.mean(wiener["recovered"][0][:3]) > 0.8  # almost no noise: low radii come back
-    student = result["models"]["random student"]
-    assert len(student["recovered"]) == 4 and len(student["power"][0]) == len(result["radius"])
-    assert np.mean(student["recovered"][0]) < np.mean(wiener["recovered"][0])  # an untrained model recovers less
+    assert np.mean(wiener.recovered[0][:3]) > 0.8  # almost no noise: low radii come back
+    student = result.models["random student"]
+    assert len(student.recovered) == 4 and len(student.power[0]) == len(result.radius)
+    assert np.mean(student.recovered[0]) < np.mean(wiener.recovered[0])  # an untrained model recovers less
 
 
 def test_probe_cutoff_is_none_when_not_even_the_lowest_ring_is_half_recovered():
-    from wgunet.probe import cutoff_radius, format_cutoff, probe_table
+    from wgunet.probe import ProbeCurves, ProbeResult, cutoff_radius, format_cutoff, probe_table
 
     radius = torch.tensor([0.1, 0.2, 0.3, 0.4])
     assert cutoff_radius(radius, torch.tensor([0.9, 0.7, 0.4, 0.6])) == pytest.approx(0.3)
     assert cutoff_radius(radius, torch.tensor([0.9, 0.7, 0.6, 0.6])) == 1.0
     assert cutoff_radius(radius, torch.tensor([0.4, 0.7, 0.6, 0.6])) is None
-    table = probe_table({"timesteps": [10, 900], "models": {"m": {"cutoff": [0.3, None]}}})
+    table = probe_table(ProbeResult([0.1], [10, 900], {"m": ProbeCurves([], [], [0.3, None])}))
     assert table.splitlines()[-1] == "| 900 | none |" and format_cutoff(0.25) == "0.25"
 
 
@@ -69,18 +76,19 @@ def test_sample_then_eval_spectrum_and_probe_end_to_end(tiny_teacher, tmp_path):
         subprocess.run([sys.executable, "sample.py", str(tiny_teacher), "--num", "12", "--steps", "2", "--seed",
                         str(len(name)), "--out", str(tmp_path / name)], check=True, capture_output=True)
     result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", f"teacher={tmp_path / 'a'}",
-                             "--generated2", str(tmp_path / "b" / "samples.npz"), "--reference", "patches:heldout",
-                             "--size", "16", "--limit", "40", "--bootstrap", "20", "--features", "teacher",
+                             "--generated", str(tmp_path / "b" / "samples.npz"), "--reference", "patches:heldout",
+                             "--num-images", "40", "--bootstrap", "20", "--features", "teacher",
                              "--out", str(tmp_path / "eval")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(metrics["reduced_spectrum"]) == {"radius", "real", "teacher", "b"}
-    assert len(metrics["reduced_spectrum"]["teacher"]) == len(metrics["reduced_spectrum"]["radius"])
-    score = metrics["scores"]["teacher"]["high_frequency_ratio"]
+    assert set(metrics["sets"]) == {"teacher", "b"} and metrics["num_reference"] == 40
+    assert len(metrics["sets"]["teacher"]["spectrum"]) == len(metrics["radius"]) == len(metrics["real_spectrum"])
+    assert metrics["sets"]["b"]["num"] == 12  # a set smaller than --num-images is used whole
+    score = metrics["sets"]["teacher"]["scores"]["high_frequency_ratio"]
     assert score["ci95"][0] <= score["value"] <= score["ci95"][1]
-    assert "NOT comparable" in metrics["fid_kid"]["b"]["features"]
+    assert "NOT comparable" in metrics["sets"]["b"]["fid_kid"]["features"]
     assert (tmp_path / "eval" / "spectra.png").stat().st_size > 10_000
-    result = subprocess.run([sys.executable, "eval.py", "probe", f"teacher={tiny_teacher}", "--size", "16", "--num",
+    result = subprocess.run([sys.executable, "eval.py", "probe", f"teacher={tiny_teacher}", "--probe-images",
                              "16", "--timesteps", "10,90", "--out", str(tmp_path / "probe")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| 10 |" in (tmp_path / "probe" / "probe.md").read_text() and (tmp_path / "probe" / "probe.png").is_file()

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from wgunet.features import pixel_features
+from wgunet.features import PixelFeatures
 from wgunet.finc import FincError, FourierFeatures, covariance, finc
-from wgunet.shapes import make_shapes, uniform_mix
+from shapes import make_shapes, uniform_mix
 
 PLANTED = ("triangle", "red")
 
 
 def shapes(n, mix, seed):
     images, labels = make_shapes(n, mix, seed=seed)
-    return pixel_features(torch.from_numpy(images)), labels
+    return PixelFeatures()(torch.from_numpy(images)), labels
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +32,22 @@ def planted():
 def test_the_planted_mode_is_the_top_test_mode(planted):
     test, labels, reference = planted
     result = finc(test, reference, r=1000)
-    modes = result["test_modes"]
+    modes = result.test_modes
     assert len(modes.eigenvalues) >= 1 and torch.all(modes.eigenvalues[:-1] >= modes.eigenvalues[1:])
     top = [labels[i] for i in modes.top[0].tolist()]
     assert len(top) == 25 and sum(label == PLANTED for label in top) / 25 >= 0.9
     assert modes.scores.shape == (800, len(modes.eigenvalues))
     # deterministic for a seed
     again = finc(test, reference, r=1000)
-    assert torch.equal(again["test_modes"].top, modes.top) and torch.equal(again["test_modes"].eigenvalues, modes.eigenvalues)
+    assert torch.equal(again.test_modes.top, modes.top) and torch.equal(again.test_modes.eigenvalues, modes.eigenvalues)
 
 
 def test_no_mode_between_sets_of_the_same_mix():
     a, _ = shapes(800, uniform_mix(), 3)
     b, _ = shapes(800, uniform_mix(), 4)
     result = finc(a, b, r=1000)
-    assert len(result["test_modes"].eigenvalues) == 0 and len(result["reference_modes"].eigenvalues) == 0
-    assert result["noise_floor"] > 0
+    assert len(result.test_modes) == 0 and len(result.reference_modes) == 0
+    assert result.noise_floor > 0
 
 
 def exact_eigenvalues(x, y, sigma, rho):

@@ -2,8 +2,10 @@ import pytest
 import torch
 from torch import nn
 
+from wgunet.commands import teacher_features
+
 from wgunet.features import MetricError, feature_extractor
-from wgunet.metrics import FidKid, fid_kid
+from wgunet.metrics import FidKid
 
 
 class MeanColour(nn.Module):
@@ -24,13 +26,15 @@ def images(n, low, high, seed):
 
 def test_fid_and_kid_run_the_torchmetrics_path_with_a_local_module():
     reference, extractor = images(64, 0, 256, 0), MeanColour()
-    same = fid_kid(images(64, 0, 256, 1), reference, extractor)
+    same = FidKid(reference, extractor)(images(64, 0, 256, 1))
     assert extractor.images_seen == 128  # each image once: FID, its bootstrap and KID share the features
-    shifted = fid_kid(images(64, 60, 256, 2), reference, MeanColour())
-    assert same["fid"] < 0.01 < shifted["fid"] and shifted["kid_mean"] > same["kid_mean"]
-    assert shifted["fid_ci95"][0] <= shifted["fid"] <= shifted["fid_ci95"][1]
-    assert 0 <= same["fid_ci95"][0] <= same["fid_ci95"][1] < 0.01 < shifted["fid_ci95"][0]  # they separate
-    assert same["features"] == "MeanColour"
+    scorer = FidKid(reference, MeanColour())
+    shifted = scorer(images(64, 60, 256, 2))
+    assert same.fid.value < 0.01 < shifted.fid.value and shifted.kid_mean > same.kid_mean
+    assert shifted.fid.ci95[0] <= shifted.fid.value <= shifted.fid.ci95[1]
+    assert 0 <= same.fid.ci95[0] <= same.fid.ci95[1] < 0.01 < shifted.fid.ci95[0]  # they separate
+    assert same.features == "MeanColour"
+    assert scorer(images(64, 60, 256, 2)).kid_mean == shifted.kid_mean  # KID's subsets come from the seed
 
 
 @pytest.mark.slow
@@ -38,24 +42,24 @@ def test_offline_fid_grows_along_every_degradation_and_ranks_noise_last():
     """Teacher features (the offline default): held-out patches split in two, one half the reference, the other
     degraded step by step; FID and KID must grow with every step, and RGB noise must score far worse than any
     model's samples."""
-    from wgunet.data import load_image_set
+    from wgunet.images import load_image_set
     from wgunet.ladder import degradation_ladders, rgb_noise
     from wgunet.sampling import load_pipeline, sample_images
 
-    real, _ = load_image_set("patches:heldout")
+    real = load_image_set("patches:heldout", 32).images
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
     reference, clean = real[order[:384]], real[order[384:576]]
-    module, label = feature_extractor("auto")
-    assert "teacher mid-block" in label and "NOT comparable to published FID" in label
+    module = feature_extractor("auto", teacher_features("assets/teacher"))
+    assert "teacher mid-block" in module.label and "NOT comparable to published FID" in module.label
     scorer = FidKid(reference, module, bootstrap=0)
     for name, ladder in degradation_ladders(clean).items():
         scores = [scorer(images) for _, images in ladder]
-        fids, kids = [s["fid"] for s in scores], [s["kid_mean"] for s in scores]
+        fids, kids = [s.fid.value for s in scores], [s.kid_mean for s in scores]
         assert fids == sorted(fids) and fids[-1] > 3 * fids[0], (name, fids)
         assert kids == sorted(kids), (name, kids)
     teacher = load_pipeline("assets/teacher", "ddim")
     samples = torch.from_numpy(sample_images(teacher, list(range(96)), 0, 10)).permute(0, 3, 1, 2)
-    assert scorer(rgb_noise(clean.shape))["fid"] > 2.5 * scorer(samples)["fid"]
+    assert scorer(rgb_noise(clean.shape)).fid.value > 2.5 * scorer(samples).fid.value
 
 
 def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
@@ -64,6 +68,9 @@ def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
         feature_extractor("inception")
     with pytest.raises(MetricError, match="unknown feature extractor 'randconv'"):
         feature_extractor("randconv")
-    assert "teacher mid-block" in feature_extractor("auto")[1] or "dinov2" in feature_extractor("auto")[1]
+    auto = feature_extractor("auto", teacher_features("assets/teacher")).label
+    assert "teacher mid-block" in auto or "dinov2" in auto
+    with pytest.raises(MetricError, match="teacher features need a teacher"):
+        feature_extractor("teacher")
     with pytest.raises(MetricError, match="at least 2 images"):
-        fid_kid(images(1, 0, 256, 0), images(4, 0, 256, 0), MeanColour())
+        FidKid(images(4, 0, 256, 0), MeanColour())(images(1, 0, 256, 0))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wgunet.checkpoints import list_checkpoints
+from wgunet.runs import list_checkpoints
 from wgunet.config import load_config
 from wgunet.files import FolderBusy, folder_lock
 from wgunet.training import train
@@ -50,14 +50,14 @@ def test_planted_pickles_never_run_on_resume_sample_or_eval(tiny_run, tmp_path):
     for checkpoint in list_checkpoints(run):
         plant(checkpoint, marker)
     plant(run / "model", marker)
-    resumed = subprocess.run([sys.executable, "train.py", *tiny_run, "max_steps=8", "--resume"], capture_output=True,
-                             text=True)
+    resumed = subprocess.run([sys.executable, "train.py", str(run / "config.yaml"), "max_steps=8", "--resume"],
+                             capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     sampled = subprocess.run([sys.executable, "sample.py", str(run), "--num", "2", "--steps", "2", "--out",
                               str(tmp_path / "samples")], capture_output=True, text=True)
     assert sampled.returncode == 0, sampled.stderr[-2000:]
-    probe = subprocess.run([sys.executable, "eval.py", "probe", str(run / "model"), "--timesteps", "10", "--num", "8",
-                            "--size", "16", "--out", str(tmp_path / "probe")], capture_output=True, text=True)
+    probe = subprocess.run([sys.executable, "eval.py", "probe", str(run / "model"), "--timesteps", "10",
+                            "--probe-images", "8", "--out", str(tmp_path / "probe")], capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert not marker.exists()
 
@@ -129,12 +129,14 @@ def test_an_image_over_the_pixel_limit_says_how_to_allow_it(tmp_path, monkeypatc
         read_rgb(tmp_path / "big.png")
 
 
-def test_resume_with_a_config_that_does_not_fit_the_checkpoint_says_so(tiny_run):
-    from wgunet.training import TrainingError
+def test_resume_with_other_settings_names_each_change(tiny_run):
+    from wgunet.runs import RunError
 
     train(load_config(None, tiny_run))
     wider = [o for o in tiny_run if not o.startswith("student=")] + [
         "student={block_out_channels: [16, 48], layers_per_block: 1, attention_resolutions: [8], "
         "attention_head_dim: 16, norm_num_groups: 8, gate_hidden: 8}", "max_steps=9"]
-    with pytest.raises(TrainingError, match="does not fit this config .* resume with the config it was trained with"):
+    with pytest.raises(RunError, match=r"other settings \(student.block_out_channels: \[16, 32\] -> \[16, 48\]\): "
+                       "resume with the same ones"):
         train(load_config(None, wider), resume=True)
+    train(load_config(None, tiny_run + ["max_steps=8", "lr=0.0005"]), resume=True)  # these may change

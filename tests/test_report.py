@@ -50,18 +50,18 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
     command = [sys.executable, "eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
                "--steps", "2", "--timesteps", "10,90", "--bootstrap", "20", "--features", "teacher",
                "--finc-features", "pixels", "--stig-steps", "2", "--out", str(out)]
-    result = subprocess.run(command + ["--num", "16"], capture_output=True, text=True)
+    result = subprocess.run(command + ["--num-samples", "16"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     first = {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "student").glob("[0-9]*.png")}
     # asking for more draws only the missing images; the first 16 are kept as they are
-    result = subprocess.run(command + ["--num", "20"], capture_output=True, text=True)
+    result = subprocess.run(command + ["--num-samples", "20"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["sampling"]["student"]["sampled_now"] == 4 and metrics["sampling"]["teacher"]["sampled_now"] == 4
     assert all((out / "samples" / "student" / name).stat().st_mtime_ns == t for name, t in first.items())
-    assert set(metrics["scores"]) == {"student", "teacher", "student + STIG"}
-    assert all(s["num"] == 20 for s in metrics["scores"].values())
-    assert "NOT comparable" in metrics["features"] and set(metrics["probe"]["cutoff"]) >= {"student", "teacher"}
+    scored = metrics["spectrum"]["sets"]
+    assert set(scored) == {"student", "teacher", "student + STIG"} and all(s["num"] == 20 for s in scored.values())
+    assert all("NOT comparable" in s["fid_kid"]["features"] for s in scored.values()) and set(metrics["probe"]["cutoff"]) >= {"student", "teacher"}
     assert {"test_modes", "reference_modes", "noise_floor"} <= set(metrics["finc"])
     assert f"report: {out}/report.html" in result.stdout
 
@@ -82,6 +82,41 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
     broken, errors = open_in_chromium(out / "report.html", tmp_path / "report.png")
     assert broken == [] and errors == []
     assert (tmp_path / "report.png").stat().st_size > 20_000  # the page painted
+
+
+def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teacher, tmp_path, monkeypatch):
+    """Every load of a model goes through ModelMixin.from_pretrained, every set through one of the readers of
+    wgunet.images; the report must hand what it loaded on instead of reloading it."""
+    import runpy
+    from collections import Counter
+
+    from diffusers import ModelMixin
+
+    import wgunet.images as images
+
+    loads = Counter()
+    real_from_pretrained = ModelMixin.from_pretrained.__func__
+
+    def counted_from_pretrained(cls, path, *args, **kwargs):
+        loads[f"model {Path(path).parent.name if Path(path).name == 'unet' else Path(path).name}"] += 1
+        return real_from_pretrained(cls, path, *args, **kwargs)
+
+    def counting(name, reader):
+        def read(*args, **kwargs):
+            loads[f"set {name(*args)}"] += 1
+            return reader(*args, **kwargs)
+        return read
+
+    monkeypatch.setattr(ModelMixin, "from_pretrained", classmethod(counted_from_pretrained))
+    monkeypatch.setattr(images, "_read_npz", counting(lambda path: Path(path).parent.name, images._read_npz))
+    monkeypatch.setattr(images, "photograph_patches", counting(lambda size, split: split, images.photograph_patches))
+    monkeypatch.setattr(sys, "argv", ["eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
+                                      "--num-samples", "6", "--steps", "2", "--timesteps", "10", "--bootstrap", "5",
+                                      "--features", "teacher", "--stig-steps", "2", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path("eval.py", run_name="__main__")
+    assert done.value.code == 0
+    assert loads == {"model student": 1, "model pipeline": 1, "set heldout": 1, "set student": 1, "set teacher": 1}
 
 
 def test_report_refuses_two_stig_sources(tmp_path):

@@ -12,7 +12,8 @@ from diffusers import DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 from PIL import Image
 
 from wgunet import WGUNet
-from wgunet.checkpoints import CheckpointError
+from wgunet.loading import CheckpointError
+from wgunet.images import FolderError
 from wgunet.sampling import SamplingError, run_sampling
 
 
@@ -58,9 +59,9 @@ def test_resume_finishes_an_interrupted_run_with_the_same_images(student, tmp_pa
     for name in ("000004.png", "000005.png", "samples.npz", "grid.png"):
         (partial / name).unlink()
     before = (partial / "000001.png").stat().st_mtime_ns
-    with pytest.raises(SamplingError, match="already holds 4 images: pass --resume"):
+    with pytest.raises(FolderError, match="already holds 4 images: pass --resume"):
         run_sampling(str(student), 6, partial, scheduler="ddpm", steps=4)
-    with pytest.raises(SamplingError, match="sampled with other settings \\(steps\\)"):
+    with pytest.raises(FolderError, match="sampled with other settings \\(steps\\)"):
         run_sampling(str(student), 6, partial, scheduler="ddpm", steps=5, resume=True)
     record = run_sampling(str(student), 6, partial, scheduler="ddpm", steps=4, batch_size=1, resume=True)
     assert record["sampled_now"] == 2 and (partial / "000001.png").stat().st_mtime_ns == before
@@ -152,9 +153,9 @@ def image_statistics(images: np.ndarray) -> dict:
 def test_every_sampler_gives_the_shipped_teacher_images_like_ddim_50s(tmp_path):
     """Against DDIM-50 on the same 16 seeds. Before sampler_config, DPM-Solver++ gave flat saturated tiles (std 0.86,
     60% of pixels saturated) and DDIM, without use_clipped_model_output, grey ones (std 0.21, mean-colour spread 0.04)."""
-    from wgunet.data import load_image_set
+    from wgunet.images import load_image_set
 
-    real = image_statistics(load_image_set("patches:heldout")[0].permute(0, 2, 3, 1).numpy())
+    real = image_statistics(load_image_set("patches:heldout", 32).images.permute(0, 2, 3, 1).numpy())
     stats = {}
     for scheduler, steps in (("ddim", 50), ("dpm++", 20), ("ddpm", 100)):
         run_sampling("assets/teacher", 16, tmp_path / scheduler, scheduler=scheduler, steps=steps)

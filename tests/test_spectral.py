@@ -59,10 +59,10 @@ def test_spectral_scores_see_missing_high_frequencies_with_intervals():
     same = image_statistics(reference[:100])
     scores_same = spectral_scores(same, image_statistics(reference[100:]), bootstrap=50)
     scores_blur = spectral_scores(image_statistics(blurred[:100]), image_statistics(reference[100:]), bootstrap=50)
-    assert 0.8 < scores_same["high_frequency_ratio"]["value"] < 1.25
-    assert scores_blur["high_frequency_ratio"]["value"] < 0.3
-    low, high = scores_blur["high_frequency_ratio"]["ci95"]
-    assert low <= scores_blur["high_frequency_ratio"]["value"] <= high and high - low > 0
+    assert 0.8 < scores_same.high_frequency_ratio.value < 1.25
+    assert scores_blur.high_frequency_ratio.value < 0.3
+    low, high = scores_blur.high_frequency_ratio.ci95
+    assert low <= scores_blur.high_frequency_ratio.value <= high and high - low > 0
     for name in ("log_spectral_distance_db", "lfd", "band_error_high"):
-        assert scores_blur[name]["value"] > scores_same[name]["value"]
-    assert scores_blur["band_error_high"]["value"] > scores_blur["band_error_low"]["value"]
+        assert getattr(scores_blur, name).value > getattr(scores_same, name).value
+    assert scores_blur.band_error_high.value > scores_blur.band_error_low.value

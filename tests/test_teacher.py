@@ -4,7 +4,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.checkpoints import CheckpointError
+from wgunet.loading import CheckpointError
 from wgunet.teacher import FeatureTaps, load_teacher, pair_by_resolution, teacher_architecture
 
 

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.checkpoints import latest_checkpoint
-from wgunet.training import TrainingError, build_models, train
+from wgunet.runs import latest_checkpoint
+from wgunet.runs import RunError
+from wgunet.training import build_models, train
 
 
 def metrics(run: Path) -> list[dict]:
@@ -52,7 +53,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(tiny_run, tmp_
     shutil.rmtree(interrupted / "checkpoints" / "step-000006")
     shutil.rmtree(interrupted / "model")
     # (its metrics.jsonl still holds steps 4-6, as when a run dies after logging past its last checkpoint)
-    with pytest.raises(TrainingError, match="--resume"):
+    with pytest.raises(RunError, match="already holds a run: pass --resume"):
         train(load_config(None, tiny_run + [f"output_dir={interrupted}"]))
     train(load_config(None, tiny_run + [f"output_dir={interrupted}"]), resume=True)
     assert metrics(interrupted) == uninterrupted
@@ -88,7 +89,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, m
 
     monkeypatch.setattr(training, "loss_terms", poisoned)
     config = load_config(None, tiny_run)
-    with pytest.raises(TrainingError, match=r"non-finite loss at step 5 .*freq nan.*step-000003.*--resume"):
+    with pytest.raises(RunError, match=r"non-finite loss at step 5 .*freq nan.*step-000003.*--resume"):
         train(config)
     assert latest_checkpoint(config.output_dir).name == "step-000003"
     DDPMPipeline.from_pretrained(latest_checkpoint(config.output_dir) / "model")  # still loads

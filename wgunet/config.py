@@ -26,12 +26,13 @@ class ConfigError(UserError, ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "patches"  # "patches" (built-in photographs), an image folder, or a Hugging Face datasets name
+    source: str = "patches:train"  # built-in photographs (patches:train, patches:heldout), an image folder, or a
+    # Hugging Face datasets name
     sample_size: int = 32
     hflip: bool = True
     image_column: str | None = None  # datasets only; detected when None
-    split: str = "train"  # datasets split; for "patches": "train" or "heldout"
-    patches_per_image: int = 256  # "patches" only: crops per photograph and scale
+    split: str = "train"  # Hugging Face datasets only
+    patches_per_image: int = 256  # built-in set only: crops per photograph and scale
     num_workers: int = 0
 
 

@@ -1,7 +1,7 @@
 """Training and reference images as (3, S, S) float tensors in [-1, 1].
 
-Sources (``DataConfig.source``):
-- ``patches``: crops of the colour photographs that ship inside scikit-image, cut at several scales.
+Sources (``DataConfig.source``; the same names wherever a tool takes an image set):
+- ``patches:train`` / ``patches:heldout``: crops of the colour photographs that ship inside scikit-image, cut at several scales.
   Natural photographs have the ~1/f^2 power spectra this project is about. The right-most 20% of
   each photograph is held out, so the ``heldout`` split shares no pixel with ``train``.
 - an image folder: PNG, JPEG or WebP, searched recursively; resized (shorter side) and center-cropped.
@@ -41,6 +41,22 @@ if os.environ.get("WGUNET_MAX_IMAGE_PIXELS"):
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
+# ---- pixel ranges: uint8 at every boundary, [0, 1] or [-1, 1] only inside a computation ----------------------
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [0, 1]."""
+    return images.float() / 255
+
+
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float in [-1, 1], the range diffusion models work in."""
+    return images.float() / 127.5 - 1
+
+
+def unit_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float in [0, 1] -> uint8 (rounded)."""
+    return (images * 255).round().clamp(0, 255).to(torch.uint8)
+
+
 def read_rgb(path: str | Path) -> Image.Image:
     """A fully decoded 8-bit RGB image; a truncated, unreadable or oversized file raises DataError naming it.
 
@@ -73,8 +89,7 @@ def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     w, h = image.size
     left, top = (w - size) // 2, (h - size) // 2
     image = image.crop((left, top, left + size, top + size))
-    array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return array.float() / 127.5 - 1
+    return to_signed(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1))
 
 
 class TensorImages(Dataset):
@@ -88,7 +103,7 @@ class TensorImages(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index].float() / 127.5 - 1
+        return to_signed(self.images[index])
 
 
 @functools.lru_cache(maxsize=4)
@@ -101,7 +116,7 @@ def photograph_patches(size: int = 32, split: str = "train", per_image: int = 25
     import skimage.data
 
     if split not in ("train", "heldout"):
-        raise DataError(f"the patches set has splits 'train' and 'heldout', not {split!r}")
+        raise DataError(f"the built-in set has splits patches:train and patches:heldout, not patches:{split}")
     generator = np.random.default_rng(seed)
     crops, names = [], []
     for name in PHOTOGRAPHS:
@@ -178,12 +193,26 @@ class HFImages(Dataset):
         return to_tensor(self.dataset[index][self.column], self.size)
 
 
+BUILTIN = "patches"
+
+
+def builtin_set(source: str) -> str | None:
+    """The split of a built-in set's name (``patches:train`` -> "train"), None for any other source."""
+    if source == BUILTIN:
+        raise DataError(f"name the built-in set with its split: {BUILTIN}:train (training) or {BUILTIN}:heldout "
+                        "(evaluation)")
+    if not source.startswith(BUILTIN + ":"):
+        return None
+    return source.split(":", 1)[1]
+
+
 def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dataset:
     """The dataset a config names. ``dataset`` passes a ready ``datasets.Dataset`` instead of a name."""
     if dataset is not None:
         return HFImages(dataset, config.sample_size, config.image_column)
-    if config.source == "patches":
-        return photograph_patches(config.sample_size, config.split, config.patches_per_image, seed)
+    split = builtin_set(config.source)
+    if split is not None:
+        return photograph_patches(config.sample_size, split, config.patches_per_image, seed)
     if Path(config.source).exists():
         return ImageFolder(config.source, config.sample_size)
     looks_like_path = config.source.startswith((".", "/", "~")) or config.source.count("/") > 1
@@ -193,7 +222,7 @@ def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dat
         import datasets
     except ImportError:
         raise DataError(
-            f"{config.source!r} is neither 'patches' nor an existing folder; to use it as a Hugging Face "
+            f"{config.source!r} is neither a built-in set ({BUILTIN}:train) nor an existing folder; to use it as a Hugging Face "
             "dataset, `pip install datasets`"
         ) from None
     try:
@@ -201,48 +230,6 @@ def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dat
     except Exception as error:  # the datasets library raises many types for missing / offline data
         raise DataError(
             f"could not load dataset {config.source!r} (split {config.split!r}): {error}. Without internet, "
-            "download it elsewhere and pass the local folder, or use data.source=patches"
+            "download it elsewhere and pass the local folder, or use data.source=patches:train"
         ) from None
     return HFImages(loaded, config.sample_size, config.image_column)
-
-
-def load_image_set(source: str | Path, size: int = 32, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
-    """uint8 images (N, 3, H, W) and their names, for evaluation, from:
-
-    - ``patches:train`` / ``patches:heldout``: the built-in photographs at ``size`` (evaluation uses heldout);
-    - an ``.npz`` with an ``images`` array (N, H, W, C), or a sample.py folder that holds one;
-    - a folder of PNG / JPEG / WebP images, all of one size (they are not resized: that would change their spectra).
-    """
-    text = str(source)
-    if Path(text).is_dir() and (Path(text) / "samples.npz").is_file():
-        text = str(Path(text) / "samples.npz")  # a sample.py folder: its array (the folder also holds grid.png)
-    if text.startswith("patches:"):
-        patches = photograph_patches(size, text.split(":", 1)[1])
-        images, names = patches.images, patches.names
-    elif text.endswith(".npz"):
-        if not Path(text).is_file():
-            raise DataError(f"{text!r} does not exist")
-        try:
-            with np.load(text) as archive:
-                array = archive["images"]
-        except (OSError, EOFError, ValueError, KeyError) as error:
-            raise DataError(f"{text!r} is not an npz with an 'images' array (N, H, W, C) of uint8: {error}") from None
-        if array.ndim != 4 or array.dtype != np.uint8:
-            raise DataError(f"{text!r}: 'images' must be uint8 (N, H, W, C), got {array.dtype} {array.shape}")
-        images = torch.from_numpy(array).permute(0, 3, 1, 2)
-        names = [f"{i:06d}" for i in range(len(images))]
-    else:
-        folder = ImageFolder(text, size, decode_all=False)  # each file is decoded below, once
-        arrays = []
-        for path in folder.files:
-            arrays.append(np.asarray(read_rgb(path)))
-        shapes = sorted({a.shape for a in arrays})
-        if len(shapes) > 1:
-            raise DataError(f"images in {text!r} have different sizes {[s[:2] for s in shapes][:4]}: "
-                            "evaluation needs one size (resize them first, or sample again)")
-        images, names = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), folder.names
-    if len(images) == 0:
-        raise DataError(f"{text!r} holds no images")
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    return images[:limit].contiguous(), names[:limit]

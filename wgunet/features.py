@@ -9,6 +9,8 @@
   weights file must already be in torch's hub cache, since nothing is downloaded here.
 - ``dinov2``: facebook/dinov2-base through transformers, from the local Hugging Face cache.
 - ``pixels``: the image, area-downsampled to at most 16x16, in [0, 1], flattened (768 values at 3x16x16); FINC only.
+
+Every extractor is a module with a ``label`` that names it in every output.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,10 +28,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cli import UserError
+from .data import to_signed, to_unit
 from .files import write_file, write_json
 
 EXTRACTORS = ("pixels", "teacher", "inception", "dinov2")
-FID_EXTRACTORS = ("teacher", "inception", "dinov2")
 TEACHER_TIMESTEP = 10
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # the file torch-fidelity downloads
 DINOV2 = "facebook/dinov2-base"
@@ -38,39 +41,48 @@ class MetricError(UserError):
     """A feature extractor that cannot be used here; the message says what to install or where to put weights."""
 
 
-def pixel_features(images: torch.Tensor, side: int = 16) -> torch.Tensor:
-    x = images.float() / 255
-    if x.shape[-1] > side:
-        x = F.adaptive_avg_pool2d(x, side)
-    return x.flatten(1)
+class PixelFeatures(nn.Module):
+    """The image itself, area-downsampled to at most ``side`` x ``side``, in [0, 1], flattened."""
+
+    def __init__(self, side: int = 16):
+        super().__init__()
+        self.side = side
+        self.label = f"pixels (area-downsampled to {side}x{side}, [0, 1])"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_unit(images)
+        if x.shape[-1] > self.side:
+            x = F.adaptive_avg_pool2d(x, self.side)
+        return x.flatten(1)
 
 
-class TeacherFeatures(torch.nn.Module):
+class TeacherFeatures(nn.Module):
     """Mid-block features of a diffusers UNet2DModel at a small t, spatially averaged.
 
     Images of another size than the teacher's are area-resized to it first, so that every set is embedded at
     the scale the teacher was trained on.
     """
 
-    def __init__(self, teacher: str):
+    def __init__(self, unet, scheduler, source: str):
         super().__init__()
-        from .teacher import FeatureTaps, load_teacher
+        from .teacher import FeatureTaps
 
-        self.unet, self.scheduler = load_teacher(teacher)
-        self.taps = FeatureTaps(self.unet)
-        self.label = (f"teacher mid-block at t={TEACHER_TIMESTEP} ({teacher}); offline; compares sets scored with "
+        self.unet, self.scheduler, self.taps = unet, scheduler, FeatureTaps(unet)
+        self.cache_key = _input_key(source, "", {})  # the teacher's files: retrained, its features change
+        self.label = (f"teacher mid-block at t={TEACHER_TIMESTEP} ({source}); offline; compares sets scored with "
                       "this same teacher only, NOT comparable to published FID")
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x0 = images.float() / 127.5 - 1
+        x0 = to_signed(images)
         size = self.unet.config.sample_size
         if x0.shape[-2:] != (size, size):
             x0 = F.interpolate(x0, size=(size, size), mode="area")
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
         t = torch.full((len(x0),), TEACHER_TIMESTEP)
-        self.unet(self.scheduler.add_noise(x0, noise, t), t)
-        return self.taps.pop()["mid"].float().mean(dim=(-2, -1))
+        noisy = self.scheduler.add_noise(x0, noise, t).to(self.unet.device, self.unet.dtype)
+        self.unet(noisy, t.to(self.unet.device))  # wherever sampling left the teacher
+        return self.taps.pop()["mid"].float().mean(dim=(-2, -1)).cpu()
 
 
 class DINOv2Features(nn.Module):
@@ -88,7 +100,7 @@ class DINOv2Features(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225])[:, None, None])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float() / 255, size=(224, 224), mode="bicubic", align_corners=False)
+        x = F.interpolate(to_unit(images), size=(224, 224), mode="bicubic", align_corners=False)
         return self.model(pixel_values=(x - self.mean) / self.std).pooler_output
 
 
@@ -96,10 +108,11 @@ def inception_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
 
 
-def feature_extractor(name: str = "auto", teacher: str = "assets/teacher") -> tuple[nn.Module, str]:
-    """(module mapping uint8 (N, 3, H, W) images to (N, F) features, label for every output).
+def feature_extractor(name: str, teacher: Callable[[], nn.Module] | None = None) -> nn.Module:
+    """A module mapping uint8 (N, 3, H, W) images to (N, F) features, with a ``label`` for every output.
 
     ``auto`` picks the best one available for FID: inception, then dinov2, then the teacher's features.
+    ``teacher`` builds the TeacherFeatures of the command's (already loaded) teacher, only when they are used.
     """
     if name == "auto":
         for candidate in ("inception", "dinov2"):
@@ -108,9 +121,12 @@ def feature_extractor(name: str = "auto", teacher: str = "assets/teacher") -> tu
             except MetricError:
                 continue
         return feature_extractor("teacher", teacher)
+    if name == "pixels":
+        return PixelFeatures()
     if name == "teacher":
-        module = TeacherFeatures(teacher)
-        return module, module.label
+        if teacher is None:
+            raise MetricError("teacher features need a teacher: pass --teacher")
+        return teacher()
     if name == "inception":
         if importlib.util.find_spec("torch_fidelity") is None:
             raise MetricError("the inception extractor needs torch-fidelity: pip install 'wgunet[inception]' "
@@ -123,17 +139,21 @@ def feature_extractor(name: str = "auto", teacher: str = "assets/teacher") -> tu
         module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                     feature_extractor_weights_path=str(inception_weights_path()))
         module.num_features = 2048
-        return module, "inception (torch-fidelity Inception-V3, pool3, 2048 features)"
+        module.label = "inception (torch-fidelity Inception-V3, pool3, 2048 features)"
+        return module
     if name == "dinov2":
         if importlib.util.find_spec("transformers") is None:
             raise MetricError("the dinov2 extractor needs transformers: pip install transformers")
         try:
-            module = DINOv2Features()
+            return DINOv2Features()
         except OSError as error:
             raise MetricError(f"{DINOV2} is not in the local Hugging Face cache ({error}); where there is internet, "
                               f"run `huggingface-cli download {DINOV2}`") from None
-        return module, module.label
-    raise MetricError(f"unknown feature extractor {name!r}; choose auto, {', '.join(FID_EXTRACTORS)}")
+    raise MetricError(f"unknown feature extractor {name!r}; choose auto, {', '.join(EXTRACTORS)}")
+
+
+def label(extractor: nn.Module) -> str:
+    return getattr(extractor, "label", type(extractor).__name__)
 
 
 def _input_key(source: str, extractor: str, options: dict) -> str:
@@ -152,26 +172,21 @@ def _input_key(source: str, extractor: str, options: dict) -> str:
 
 
 @torch.no_grad()
-def compute_features(images: torch.Tensor, extractor: str, teacher: str = "assets/teacher",
-                     batch_size: int = 256) -> tuple[torch.Tensor, str]:
-    """(N, F) float32 features and the extractor's label."""
-    if extractor == "pixels":
-        return pixel_features(images), "pixels (area-downsampled to 16x16, [0, 1])"
-    module, label = feature_extractor(extractor, teacher)
-    chunks = [module(images[s : s + batch_size]).float() for s in
-              tqdm(range(0, len(images), batch_size), desc=f"{extractor} features", leave=False)]
-    return torch.cat(chunks), label
+def compute_features(images: torch.Tensor, extractor: nn.Module, batch_size: int = 256) -> torch.Tensor:
+    """(N, F) float32 features of uint8 images, in batches."""
+    chunks = [extractor(images[s : s + batch_size]).float() for s in
+              tqdm(range(0, len(images), batch_size), desc="features", leave=False)]
+    return torch.cat(chunks)
 
 
-def cached_features(source: str, images: torch.Tensor, extractor: str, cache: str | Path,
-                    teacher: str = "assets/teacher") -> tuple[torch.Tensor, str]:
-    """``compute_features``, stored as ``cache/<extractor>-<key>.npy`` and reused while the input is unchanged."""
-    options = {"teacher": _input_key(teacher, "", {}) if extractor == "teacher" else None, "n": len(images)}
-    path = Path(cache) / f"{extractor}-{_input_key(source, extractor, options)}.npy"
-    label_path = path.with_suffix(".json")
-    if path.is_file() and label_path.is_file():
-        return torch.from_numpy(np.load(path)), json.loads(label_path.read_text())["label"]
-    features, label = compute_features(images, extractor, teacher)
+def cached_features(image_set, extractor: nn.Module, cache: str | Path) -> torch.Tensor:
+    """``compute_features`` of an ImageSet, stored as ``cache/<key>.npy`` and reused while the set's files, its
+    size and the extractor are unchanged."""
+    options = {"extractor": getattr(extractor, "cache_key", None), "n": len(image_set)}
+    path = Path(cache) / f"{_input_key(image_set.source, label(extractor), options)}.npy"
+    if path.is_file():
+        return torch.from_numpy(np.load(path))
+    features = compute_features(image_set.images, extractor)
     write_file(path, lambda handle: np.save(handle, features.numpy()))
-    write_json(label_path, {"label": label, "source": source})
-    return features, label
+    write_json(path.with_suffix(".json"), {"label": label(extractor), "source": image_set.source})
+    return features

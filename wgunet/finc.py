@@ -31,6 +31,30 @@ class Modes:
     top: torch.Tensor  # (k, top_k): sample indices, best first
     sizes: torch.Tensor  # (k,): estimated samples in excess, eigenvalue x n
 
+    def __len__(self) -> int:
+        return len(self.eigenvalues)
+
+    def to_dict(self, names: list[str]) -> list[dict]:
+        """Per mode: eigenvalue, size, and the names and scores of its top samples (``names`` of that set)."""
+        return [{"eigenvalue": float(self.eigenvalues[j]), "size": int(self.sizes[j]),
+                 "top": [names[i] for i in self.top[j].tolist()],
+                 "top_scores": [float(self.scores[i, j]) for i in self.top[j].tolist()]} for j in range(len(self))]
+
+
+@dataclass
+class FincResult:
+    sigma: float
+    rho: float
+    r: int
+    noise_floor: float
+    test_modes: Modes  # more in the test set than rho x the reference
+    reference_modes: Modes  # more in the reference than rho x the test set: what the test set misses
+
+    def to_dict(self, test_names: list[str], reference_names: list[str]) -> dict:
+        return {"sigma": self.sigma, "rho": self.rho, "r": self.r, "noise_floor": self.noise_floor,
+                "test_modes": self.test_modes.to_dict(test_names),
+                "reference_modes": self.reference_modes.to_dict(reference_names)}
+
 
 class FourierFeatures:
     """phi(x) = r^-1/2 [cos(x W), sin(x W)], W (d, r) ~ N(0, sigma^-2), seeded."""
@@ -100,7 +124,7 @@ def top_modes(eigenvalues: torch.Tensor, vectors: torch.Tensor, floor: float, fe
 
 def finc(test: torch.Tensor, reference: torch.Tensor, *, sigma: float | None = None, rho: float = 1.0, r: int = 2000,
          num_modes: int = 10, top_k: int = 25, seed: int = 0, chunk: int = 8192, floor_factor: float = 1.5,
-         timings: dict[str, float] | None = None) -> dict:
+         timings: dict[str, float] | None = None) -> FincResult:
     """Both directions: ``test_modes`` (more in test than rho x reference) and ``reference_modes`` (missed).
 
     ``timings``, when given, receives the seconds of each phase (for bench/finc.py).
@@ -128,11 +152,8 @@ def finc(test: torch.Tensor, reference: torch.Tensor, *, sigma: float | None = N
     reference_eigenpairs = ((-test_eigenpairs[0], test_eigenpairs[1]) if rho == 1
                             else torch.linalg.eigh(c_reference - rho * c_test))
     clock("eigendecompositions (independent of n)")
-    result = {
-        "sigma": sigma, "rho": rho, "r": r, "noise_floor": floor,
-        "test_modes": top_modes(*test_eigenpairs, floor, test, phi, num_modes, top_k, chunk),
-        "reference_modes": top_modes(*reference_eigenpairs, floor, reference, phi, num_modes, top_k, chunk),
-    }
+    result = FincResult(sigma, rho, r, floor, top_modes(*test_eigenpairs, floor, test, phi, num_modes, top_k, chunk),
+                        top_modes(*reference_eigenpairs, floor, reference, phi, num_modes, top_k, chunk))
     clock("scoring passes (linear in n)")
     return result
 

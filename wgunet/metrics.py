@@ -8,13 +8,15 @@ given teacher's own features, ranks sets scored with that same teacher and nothi
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from .features import MetricError, feature_extractor
+from .features import MetricError, label
+from .results import Estimate, Result
 
 
 class Precomputed(nn.Module):
@@ -36,6 +38,19 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(fid.compute())
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio of two uint8 image sets, in dB."""
+    return float(10 * torch.log10(255**2 / (a.float() - b.float()).pow(2).mean()))
+
+
+@dataclass(frozen=True)
+class FidKidScore(Result):
+    fid: Estimate  # basic bootstrap interval (see FidKid)
+    kid_mean: float  # mean and std over 50 subsets (torchmetrics), drawn from the seed: reproducible
+    kid_std: float
+    features: str  # the extractor's label: which feature space the distances are in
+
+
 class FidKid:
     """FID with a 95% interval and KID of generated sets against one reference set.
 
@@ -46,12 +61,9 @@ class FidKid:
     distribution (FID near 0) it can miss the estimate, as any interval built from a bias estimate can.
     """
 
-    def __init__(self, reference: torch.Tensor, features: str | nn.Module = "auto", batch_size: int = 256,
-                 bootstrap: int = 50, seed: int = 0, teacher: str = "assets/teacher"):
-        if isinstance(features, nn.Module):
-            self.feature, self.label = features, getattr(features, "label", type(features).__name__)
-        else:
-            self.feature, self.label = feature_extractor(features, teacher)
+    def __init__(self, reference: torch.Tensor, extractor: nn.Module, batch_size: int = 256, bootstrap: int = 50,
+                 seed: int = 0):
+        self.feature, self.label = extractor, label(extractor)
         self.batch_size, self.bootstrap, self.seed = batch_size, bootstrap, seed
         self.real = self._features(reference)
 
@@ -62,8 +74,8 @@ class FidKid:
         return torch.cat([self.feature(images[first : first + self.batch_size])
                           for first in range(0, len(images), self.batch_size)])
 
-    def __call__(self, generated: torch.Tensor) -> dict:
-        """FID, its interval, KID (mean, std over subsets) of uint8 (N, 3, H, W) images, and the extractor's label."""
+    def __call__(self, generated: torch.Tensor) -> FidKidScore:
+        """FID with its interval and KID of uint8 (N, 3, H, W) images."""
         real, fake = self.real, self._features(generated)
         fid = frechet_distance(real, fake)
         generator = torch.Generator().manual_seed(self.seed)
@@ -77,12 +89,8 @@ class FidKid:
                                           subset_size=min(1000, len(fake), len(real)), subsets=50)
         kid.update(real, real=True)
         kid.update(fake, real=False)
-        kid_mean, kid_std = kid.compute()
-        return {"fid": fid, "fid_ci95": [max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low)],
-                "kid_mean": float(kid_mean), "kid_std": float(kid_std), "features": self.label}
-
-
-def fid_kid(generated: torch.Tensor, reference: torch.Tensor, features: str | nn.Module = "auto",
-            batch_size: int = 256, bootstrap: int = 50, seed: int = 0, teacher: str = "assets/teacher") -> dict:
-    """FID (with interval) and KID of one generated set; see ``FidKid``."""
-    return FidKid(reference, features, batch_size, bootstrap, seed, teacher)(generated)
+        with torch.random.fork_rng(devices=[]):  # torchmetrics draws KID's subsets from the global generator
+            torch.manual_seed(self.seed)
+            kid_mean, kid_std = kid.compute()
+        return FidKidScore(Estimate(fid, (max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low))),
+                           float(kid_mean), float(kid_std), self.label)

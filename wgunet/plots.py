@@ -1,8 +1,8 @@
-"""Figures (matplotlib, Agg): reduced spectra and the spectral-bias probe."""
+"""Figures (matplotlib, Agg) as PNG bytes: reduced spectra, the spectral-bias probe, FINC's modes."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 
@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .files import write_file  # noqa: E402
+from .probe import ProbeResult  # noqa: E402
 
 # One order and one colour per image set in every table, grid and plot of the project.
 SET_ORDER = ("real", "teacher", "student", "student + STIG")
@@ -30,9 +30,16 @@ def in_set_order(names) -> list[str]:
     return sorted(names, key=lambda n: rank.get(n.split(" (")[0], len(SET_ORDER)))
 
 
-def plot_spectra(radius: list[float], spectra: dict[str, list[float]], path: str | Path, title: str = "") -> None:
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def plot_spectra(radius: list[float], spectra: dict[str, list[float]], title: str = "") -> bytes:
     """Mean reduced spectra on log-log axes, one curve per image set."""
-    figure, axis = plt.subplots(figsize=(6, 4.2))
+    figure, axis = plt.subplots(figsize=(6, 4.2), dpi=120)
     for name in in_set_order(spectra):
         axis.loglog(radius, spectra[name], label=name, color=set_colour(name),
                     linewidth=2 if name.startswith("real") else 1.5)
@@ -41,21 +48,21 @@ def plot_spectra(radius: list[float], spectra: dict[str, list[float]], path: str
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    write_file(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
-    plt.close(figure)
+    return _png(figure)
 
 
-def plot_probe(result: dict, path: str | Path) -> None:
+def plot_probe(result: ProbeResult) -> bytes:
     """Recovered share of the clean spectrum vs radius, one panel per timestep (3 a row), one line per model."""
-    timesteps = result["timesteps"]
+    timesteps = result.timesteps
     columns = min(3, len(timesteps))
     rows = -(-len(timesteps) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), sharey=True,
+                             squeeze=False, dpi=110)
     for axis in axes.flat[len(timesteps):]:
         axis.axis("off")
     for i, (axis, t) in enumerate(zip(axes.flat, timesteps)):
-        for name in in_set_order(result["models"]):
-            axis.semilogx(result["radius"], result["models"][name]["recovered"][i], label=name,
+        for name in in_set_order(result.models):
+            axis.semilogx(result.radius, result.models[name].recovered[i], label=name,
                           color=set_colour(name), linestyle="--" if "Wiener" in name else "-")
         axis.axhline(0.5, color="0.6", linewidth=0.8)
         axis.set(title=f"t = {t}", xlabel="normalised radius r", ylim=(-0.5, 1.05))
@@ -65,15 +72,15 @@ def plot_probe(result: dict, path: str | Path) -> None:
     axes.flat[0].legend(fontsize=8)
     figure.suptitle("recovered: 1 - S(x0_hat - x0) / S(x0); half recovered at the grey line")
     figure.tight_layout()
-    write_file(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
-    plt.close(figure)
+    return _png(figure)
 
 
-def plot_modes(rows: list[tuple[str, np.ndarray]], path: str | Path) -> None:
+def plot_modes(rows: list[tuple[str, np.ndarray]]) -> bytes:
     """One row of top images (uint8, (k, H, W, C)) per mode, labelled on the left."""
     height = max(1, len(rows))
     columns = max([len(images) for _, images in rows] + [1])
-    figure, axes = plt.subplots(height, columns, figsize=(1.1 * columns + 2.4, 1.2 * height), squeeze=False)
+    figure, axes = plt.subplots(height, columns, figsize=(1.1 * columns + 2.4, 1.2 * height),
+                             squeeze=False, dpi=100)
     for axis in axes.flat:
         axis.axis("off")
     figure.subplots_adjust(left=2.4 / (1.1 * columns + 2.4), right=0.99, wspace=0.05, hspace=0.1)
@@ -84,5 +91,4 @@ def plot_modes(rows: list[tuple[str, np.ndarray]], path: str | Path) -> None:
             axes[row][column].imshow(image, interpolation="nearest")
     if not rows:
         axes[0][0].text(0.5, 0.5, "no mode above the noise floor", ha="center", va="center")
-    write_file(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
-    plt.close(figure)
+    return _png(figure)

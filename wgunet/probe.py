@@ -12,10 +12,15 @@ the cut-off is None ("none" in tables, null in JSON), not that ring's radius.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import DDPMScheduler
 
 from .cli import UserError
+from .data import to_signed
+from .prediction import predicted_x0
+from .results import Result
 from .spectral import reduced_spectrum
 
 DEFAULT_TIMESTEPS = (50, 150, 300, 500, 700, 900)
@@ -25,16 +30,18 @@ class ProbeError(UserError):
     """A probe that cannot run as asked; the message says what to change."""
 
 
-def predicted_x0(model: torch.nn.Module, scheduler: DDPMScheduler, noisy: torch.Tensor, t: int) -> torch.Tensor:
-    """x0 from the model's output for its prediction_type (DDPM eq. 15 for epsilon)."""
-    abar = scheduler.alphas_cumprod[t]
-    output = model(noisy.to(model.dtype), torch.full((len(noisy),), t)).sample.float()
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return (noisy - (1 - abar).sqrt() * output) / abar.sqrt()
-    if kind == "v_prediction":
-        return abar.sqrt() * noisy - (1 - abar).sqrt() * output
-    return output
+@dataclass
+class ProbeCurves(Result):
+    power: list[list[float]]  # per timestep, per radius: S(x0_hat) / S(x0)
+    recovered: list[list[float]]  # per timestep, per radius: 1 - S(x0_hat - x0) / S(x0)
+    cutoff: list[float | None]  # per timestep (see cutoff_radius)
+
+
+@dataclass
+class ProbeResult(Result):
+    radius: list[float]
+    timesteps: list[int]
+    models: dict[str, ProbeCurves]  # the models probed, then "optimal linear (Wiener)"
 
 
 def cutoff_radius(radius: torch.Tensor, recovered: torch.Tensor) -> float | None:
@@ -57,9 +64,9 @@ def wiener_x0(noisy: torch.Tensor, abar: torch.Tensor, power: torch.Tensor) -> t
 
 @torch.no_grad()
 def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], reference: torch.Tensor,
-                   timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS, seed: int = 0, batch_size: int = 128) -> dict:
+                   timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS, seed: int = 0, batch_size: int = 128) -> ProbeResult:
     """Curves and cut-offs per model and timestep; the Wiener filter uses the first model's noise schedule."""
-    x0 = reference.float() / 127.5 - 1
+    x0 = to_signed(reference)
     power = torch.fft.fft2(x0, norm="ortho").abs().pow(2).mean(0)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     first_schedule = next(iter(models.values()))[1]
@@ -70,12 +77,12 @@ def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], ref
                              f"got {list(timesteps)}")
     radius, clean = reduced_spectrum(x0)
     clean = clean.mean(0)
-    result = {"radius": radius.tolist(), "timesteps": list(timesteps), "models": {}}
-    predictors = {name: (lambda noisy, t, m=model, s=scheduler: predicted_x0(m, s, noisy, t))
+    result = ProbeResult(radius.tolist(), list(timesteps), {})
+    predictors = {name: (lambda noisy, t, m=model, s=scheduler: predicted_x0(s, noisy, _output(m, noisy, t), t))
                   for name, (model, scheduler) in models.items()}
     predictors["optimal linear (Wiener)"] = lambda noisy, t: wiener_x0(noisy, first_schedule.alphas_cumprod[t], power)
     for name, predict in predictors.items():
-        curves = result["models"][name] = {"power": [], "recovered": [], "cutoff": []}
+        curves = result.models[name] = ProbeCurves([], [], [])
         for t in timesteps:
             abar = first_schedule.alphas_cumprod[t]
             estimates = []
@@ -87,16 +94,21 @@ def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], ref
             predicted_power = reduced_spectrum(estimate)[1].mean(0)
             error_power = reduced_spectrum(estimate - x0)[1].mean(0)
             recovered = 1 - error_power / clean
-            curves["power"].append((predicted_power / clean).tolist())
-            curves["recovered"].append(recovered.tolist())
-            curves["cutoff"].append(cutoff_radius(radius, recovered))
+            curves.power.append((predicted_power / clean).tolist())
+            curves.recovered.append(recovered.tolist())
+            curves.cutoff.append(cutoff_radius(radius, recovered))
     return result
 
 
-def probe_table(result: dict) -> str:
+def _output(model: torch.nn.Module, noisy: torch.Tensor, t: int) -> torch.Tensor:
+    timesteps = torch.full((len(noisy),), t, device=model.device)
+    return model(noisy.to(model.device, model.dtype), timesteps).sample.float().cpu()
+
+
+def probe_table(result: ProbeResult) -> str:
     """Markdown table: the cut-off radius (recovered >= 1/2 below it) per model and timestep."""
-    names = list(result["models"])
+    names = list(result.models)
     lines = ["| t | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for i, t in enumerate(result["timesteps"]):
-        lines.append(f"| {t} | " + " | ".join(format_cutoff(result['models'][n]['cutoff'][i]) for n in names) + " |")
+    for i, t in enumerate(result.timesteps):
+        lines.append(f"| {t} | " + " | ".join(format_cutoff(result.models[n].cutoff[i]) for n in names) + " |")
     return "\n".join(lines)

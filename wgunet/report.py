@@ -8,22 +8,28 @@ Layout of ``out``: ``samples/{student,teacher,student_stig}`` (sample.py folders
 from __future__ import annotations
 
 import base64
+import functools
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_model
 from .cli import UserError
-from .data import load_image_set
-from .evaluate import apply_stig, evaluate_spectrum, run_finc, run_probe, train_stig
+from .commands import refine_set
+from .features import TeacherFeatures, cached_features, feature_extractor, label
 from .files import folder_lock, write_json, write_text
+from .images import GRID_IMAGES, ImageSet, load_image_set, make_grid, png_bytes
+from .loading import load_model
+from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
+from .metrics import FidKid
+from .outputs import write_modes, write_png_bytes, write_probe, write_spectrum
 from .plots import in_set_order
-from .probe import DEFAULT_TIMESTEPS, format_cutoff
-from .sampling import GRID_IMAGES, make_grid, run_sampling, write_png
-from .stats import count_parameters, macs_per_image
-from .stig import load_refiner
+from .probe import DEFAULT_TIMESTEPS, ProbeResult, format_cutoff, spectral_probe
+from .sampling import run_sampling
+from .stats import count_parameters, describe
+from .stig import StigConfig, load_refiner, train_refiner
 
 STIG_SET = "student + STIG"
 
@@ -32,96 +38,107 @@ class ReportError(UserError):
     """A report that cannot be made as asked; the message says what to change."""
 
 
-def build_report(student: str, teacher: str, reference: str, num: int, out: str | Path, *, scheduler: str = "ddim",
+@dataclass
+class Report:
+    student: str
+    teacher: str
+    num_samples: int
+    stig_refiner: str | None
+    samples: dict[str, ImageSet]  # teacher, student (and student + STIG): the sample folders, loaded
+    sampling: dict[str, dict]  # each model's sampling record (sampler, steps, seed, speed)
+    model_sizes: dict[str, dict]
+    spectrum: SpectrumResult
+    probe: ProbeResult
+    modes: ModeComparison
+
+    def to_dict(self) -> dict:
+        return {"student": self.student, "teacher": self.teacher, "num_samples": self.num_samples,
+                "stig_refiner": self.stig_refiner, "samples": {n: s.source for n, s in self.samples.items()},
+                "sampling": self.sampling, "model_sizes": self.model_sizes, "spectrum": self.spectrum.to_dict(),
+                "probe": {"timesteps": self.probe.timesteps,
+                          "cutoff": {n: c.cutoff for n, c in self.probe.models.items()}},
+                "finc": self.modes.to_dict()}
+
+
+def build_report(student: str, teacher: str, reference: str, num_samples: int, out: Path, *, scheduler: str = "ddim",
                  steps: int | None = None, seed: int = 0, batch_size: int | None = None, device: str = "auto",
                  features: str = "auto", finc_features: str = "teacher", stig_refiner: str | None = None,
                  stig_steps: int | None = None, probe_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS,
-                 bootstrap: int = 200) -> dict:
-    """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``."""
+                 probe_images: int = 256, bootstrap: int = 200) -> Report:
+    """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``.
+
+    Every checkpoint and image set is loaded once and handed on; bad input fails before minutes of sampling.
+    """
     if stig_refiner and stig_steps:
         raise ReportError("pass either --stig-refiner (apply a trained refiner) or --stig-steps (train one), not both")
-    # a bad checkpoint, reference or refiner fails now, not after minutes of sampling
-    model_sizes = {name: describe(checkpoint) for name, checkpoint in (("teacher", teacher), ("student", student))}
-    load_image_set(reference, limit=2)
-    if stig_refiner:
-        load_refiner(stig_refiner)
-    out = Path(out)
+    models = {"teacher": load_model(teacher), "student": load_model(student)}
+    size = models["student"][0].config.sample_size
+    if models["teacher"][0].config.sample_size != size:
+        raise ReportError(f"the student makes {size}px images and the teacher {models['teacher'][0].config.sample_size}"
+                          "px: compare models of one image size")
+    reference_set = load_image_set(reference, size)
+    translator = load_refiner(stig_refiner) if stig_refiner else None
     with folder_lock(out, "report"):
-        return _build_report(student, teacher, reference, num, out, scheduler, steps, seed, batch_size, device, features,
-                             finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap, model_sizes)
-
-
-def _build_report(student, teacher, reference, num, out, scheduler, steps, seed, batch_size, device, features,
-                  finc_features, stig_refiner, stig_steps, probe_timesteps, bootstrap, model_sizes) -> dict:
-    stages = ["sample student", "sample teacher", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"]
-    bar = tqdm(stages, desc="report", unit="stage")
-    samples, sampling = {}, {}
-    for name, checkpoint in (("teacher", teacher), ("student", student)):
-        bar.set_postfix_str(f"sample {name}")
-        folder = out / "samples" / name
-        # resume: images already in the folder (same checkpoint and settings) are kept, only missing ones are drawn
-        sampling[name] = run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, batch_size=batch_size,
-                                      seed=seed, device=device, resume=folder.is_dir())
-        samples[name] = str(folder)
+        bar = tqdm(["sample teacher", "sample student", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"],
+                   desc="report", unit="stage")
+        samples, sampling = {}, {}
+        for name, checkpoint in (("teacher", teacher), ("student", student)):
+            bar.set_postfix_str(f"sample {name}")
+            folder = out / "samples" / name
+            # resume: images already in the folder (same checkpoint and settings) are kept, only missing ones drawn
+            sampling[name] = run_sampling(checkpoint, num_samples, folder, scheduler=scheduler, steps=steps,
+                                          batch_size=batch_size, seed=seed, device=device, resume=folder.is_dir(),
+                                          model=models[name])
+            samples[name] = load_image_set(folder)
+            bar.update()
+        bar.set_postfix_str("STIG")
+        if stig_steps:
+            run = out / "stig"
+            stig_refiner = str(train_refiner(samples["student"].images, reference_set.images, run,
+                                             StigConfig(steps=stig_steps), resume=(run / "checkpoints").is_dir()))
+            translator = load_refiner(stig_refiner)
+        if translator is not None:
+            samples[STIG_SET] = refine_set(translator, stig_refiner, samples["student"], out / "samples" / "student_stig",
+                                           overwrite=True)
         bar.update()
-    size = sampling["student"]["sample_size"]
-    if sampling["teacher"]["sample_size"] != size:
-        raise ReportError(f"the student makes {size}px images and the teacher {sampling['teacher']['sample_size']}px: "
-                          "compare models of one image size")
-    bar.set_postfix_str("STIG")
-    if stig_steps:
-        stig_run = out / "stig"
-        stig_refiner = str(train_stig(samples["student"], reference, stig_run, size=size, steps=stig_steps,
-                                      resume=(stig_run / "checkpoints").is_dir()))
-    if stig_refiner:
-        samples[STIG_SET] = str(out / "samples" / "student_stig")
-        apply_stig(stig_refiner, samples["student"], samples[STIG_SET], size=size, overwrite=True)
-    bar.update()
-    bar.set_postfix_str("spectra, FID/KID")
-    spectrum = evaluate_spectrum(samples, reference, out / "spectrum", features=features, teacher=teacher, size=size,
-                                 bootstrap=bootstrap)
-    bar.update()
-    bar.set_postfix_str("probe")
-    probe = run_probe({"teacher": teacher, "student": student}, reference, out / "probe", size=size,
-                      limit=min(num, 256), timesteps=probe_timesteps, seed=seed)  # as many real images as samples, <= 256
-    bar.update()
-    bar.set_postfix_str("FINC")
-    finc = run_finc(samples["student"], samples["teacher"], out / "finc", features=finc_features, teacher=teacher,
-                    size=size, seed=seed, set_names=("student", "teacher"))
-    bar.update()
-    real_images, _ = load_image_set(reference, size)
-    spread = torch.linspace(0, len(real_images) - 1, min(GRID_IMAGES, len(real_images))).long()  # every source photo
-    write_png(make_grid(real_images[spread].permute(0, 2, 3, 1).numpy()), out / "real_grid.png")
-    metrics = {
-        "student": student, "teacher": teacher, "reference": reference, "num": num, "stig_refiner": stig_refiner,
-        "samples": samples, "sampling": sampling,
-        "features": next(iter(spectrum["fid_kid"].values()))["features"],
-        "scores": spectrum["scores"], "fid_kid": spectrum["fid_kid"], "num_reference": spectrum["num_reference"],
-        "reduced_spectrum": spectrum["reduced_spectrum"],
-        "probe": {"timesteps": probe["timesteps"], "cutoff": {n: m["cutoff"] for n, m in probe["models"].items()}},
-        "finc": finc,
-        "model_sizes": model_sizes,
-    }
-    if stig_refiner:
-        metrics["model_sizes"][STIG_SET] = {"params_M": metrics["model_sizes"]["student"]["params_M"]
-                                            + count_parameters(load_refiner(stig_refiner)) / 1e6,
-                                            "GMACs": None}  # the refiner's FFTs are not counted by the MAC counter
-    write_json(out / "metrics.json", metrics)
-    bar.set_postfix_str("report.html")
-    write_text(out / "report.html", render_html(metrics, out))
-    bar.update()
-    bar.close()
-    return metrics
+        bar.set_postfix_str("spectra, FID/KID")
+        teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
+        scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features))
+        spectrum = score_sets(samples, reference_set, scorer, bootstrap)
+        figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
+        bar.update()
+        bar.set_postfix_str("probe")
+        probe = spectral_probe(models, reference_set.first(probe_images).images, probe_timesteps, seed)
+        figures["probe"] = write_probe(out / "probe", probe)
+        bar.update()
+        bar.set_postfix_str("FINC")
+        embed = feature_extractor(finc_features, teacher_features)
+        cache = out / "finc" / "feature_cache"
+        modes = compare_modes(samples["student"], samples["teacher"], cached_features(samples["student"], embed, cache),
+                              cached_features(samples["teacher"], embed, cache), label(embed), ("student", "teacher"),
+                              seed=seed)
+        figures["finc"] = write_modes(out / "finc", modes)
+        bar.update()
+        spread = torch.linspace(0, len(reference_set) - 1, min(GRID_IMAGES, len(reference_set))).long()  # every photo
+        grids = {"real": png_bytes(make_grid(reference_set.images[spread].permute(0, 2, 3, 1).numpy()))}
+        grids |= {name: png_bytes(make_grid(s.images[:GRID_IMAGES].permute(0, 2, 3, 1).numpy()))
+                  for name, s in samples.items()}
+        write_png_bytes(out / "real_grid.png", grids["real"])
+        sizes = {name: describe(model) for name, (model, _) in models.items()}
+        if translator is not None:  # the refiner's FFTs are not counted by the MAC counter
+            sizes[STIG_SET] = {"params_M": sizes["student"]["params_M"] + count_parameters(translator) / 1e6,
+                               "GMACs": None}
+        report = Report(student, teacher, num_samples, stig_refiner, samples, sampling, sizes, spectrum, probe, modes)
+        write_json(out / "metrics.json", report.to_dict())
+        bar.set_postfix_str("report.html")
+        write_text(out / "report.html", render_html(report, figures, grids))
+        bar.update()
+        bar.close()
+    return report
 
 
-def describe(checkpoint: str) -> dict:
-    """Parameters (millions) and GMACs per image of a checkpoint's model."""
-    model, _ = load_model(checkpoint)
-    return {"params_M": count_parameters(model) / 1e6, "GMACs": macs_per_image(model) / 1e9}
-
-
-def _image(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
+def _image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
@@ -131,8 +148,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _figure(path: Path, caption: str) -> str:
-    return f"<figure>{_image(path, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+def _figure(png: bytes, caption: str) -> str:
+    return f"<figure>{_image(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
 SCORE_NOTES = {
@@ -145,46 +162,40 @@ SCORE_NOTES = {
 }
 
 
-def render_html(metrics: dict, out: Path) -> str:
-    """The report page: every image embedded, every number with its 95% interval."""
-    sets = in_set_order(metrics["scores"])
-    sizes = metrics["model_sizes"]
+def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, bytes]) -> str:
+    """The report page: every image embedded (the bytes written beside it), every number with its 95% interval."""
+    spectrum, sets = report.spectrum, in_set_order(report.spectrum.sets)
+    scores = {name: spectrum.sets[name] for name in sets}
+    sizes = report.model_sizes
     score_rows = [["parameters (M)"] + [f"{sizes[n]['params_M']:.2f}" for n in sets],
                   ["GMACs per image (one network evaluation)"]
                   + ["-" if sizes[n]["GMACs"] is None else f"{sizes[n]['GMACs']:.3f}" for n in sets]]
-    for key in metrics["scores"][sets[0]]:
-        if key == "num":
-            continue
-        cells = [f"{s['value']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]"
-                 for s in (metrics["scores"][name][key] for name in sets)]
-        score_rows.append([SCORE_NOTES.get(key, key)] + cells)
-    fid = metrics["fid_kid"]
-    score_rows.append(["FID, lower is better (basic bootstrap interval)"]
-                      + [f"{fid[n]['fid']:.4f} [{fid[n]['fid_ci95'][0]:.4f}, {fid[n]['fid_ci95'][1]:.4f}]" for n in sets])
-    score_rows.append(["KID (mean ± std over 50 subsets)"] + [f"{fid[n]['kid_mean']:.5f} ± {fid[n]['kid_std']:.5f}"
-                                                            for n in sets])
-    score_rows.append(["images"] + [str(metrics["scores"][n]["num"]) for n in sets])
-    probe = metrics["probe"]
-    probe_models = in_set_order(probe["cutoff"])
-    probe_rows = [[str(t)] + [format_cutoff(probe["cutoff"][n][i]) for n in probe_models]
-                  for i, t in enumerate(probe["timesteps"])]
-    finc = metrics["finc"]
+    for key, _ in scores[sets[0]].scores.items():
+        score_rows.append([SCORE_NOTES.get(key, key)] + [str(getattr(s.scores, key)) for s in scores.values()])
+    score_rows.append(["FID, lower is better (basic bootstrap interval)"] + [str(s.fid_kid.fid) for s in scores.values()])
+    score_rows.append(["KID (mean ± std over 50 subsets)"]
+                      + [f"{s.fid_kid.kid_mean:.5f} ± {s.fid_kid.kid_std:.5f}" for s in scores.values()])
+    score_rows.append(["images"] + [str(s.num) for s in scores.values()])
+    probe = report.probe
+    probe_models = in_set_order(probe.models)
+    probe_rows = [[str(t)] + [format_cutoff(probe.models[n].cutoff[i]) for n in probe_models]
+                  for i, t in enumerate(probe.timesteps)]
+    finc = report.modes.to_dict()
     finc_rows = [[direction, str(j + 1), f"{m['eigenvalue']:.4f}", str(m["size"]), ", ".join(m["top"][:5])]
                  for key, direction in (("test_modes", "student over-produces"),
                                         ("reference_modes", "student under-produces"))
                  for j, m in enumerate(finc[key])]
-    sampling = metrics["sampling"]
-    setup_rows = [["student", metrics["student"]], ["teacher", metrics["teacher"]],
-                  ["reference (real, held out)", f"{metrics['reference']} ({metrics['num_reference']} images)"],
-                  ["sampler", f"{sampling['student']['scheduler']}, {sampling['student']['steps']} steps, "
-                              f"seed {sampling['student']['seed']}, {metrics['num']} images each"],
-                  ["FID/KID features", metrics["features"]],
+    sampling = report.sampling["student"]
+    setup_rows = [["student", report.student], ["teacher", report.teacher],
+                  ["reference (real, held out)", f"{spectrum.reference} ({spectrum.num_reference} images)"],
+                  ["sampler", f"{sampling['scheduler']}, {sampling['steps']} steps, seed {sampling['seed']}, "
+                              f"{report.num_samples} images each"],
+                  ["FID/KID features", spectrum.features],
                   ["FINC features", f"{finc['features']}; sigma {finc['sigma']:.4g}, noise floor {finc['noise_floor']:.4g}"]]
-    if metrics["stig_refiner"]:
-        setup_rows.append(["STIG refiner", metrics["stig_refiner"]])
-    grids = {"real": out / "real_grid.png", **{name: Path(folder) / "grid.png" for name, folder in metrics["samples"].items()}}
-    shown = min(GRID_IMAGES, metrics["num"])
-    captions = {"real": f"real (held out): {GRID_IMAGES} of {metrics['num_reference']}, evenly spaced"}
+    if report.stig_refiner:
+        setup_rows.append(["STIG refiner", report.stig_refiner])
+    shown = min(GRID_IMAGES, report.num_samples)
+    captions = {"real": f"real (held out): {GRID_IMAGES} of {spectrum.num_reference}, evenly spaced"}
     sample_grids = "".join(_figure(grids[name], captions.get(name, f"{name}: first {shown} samples"))
                            for name in in_set_order(["real", "teacher", "student"]))
     stig = ""
@@ -205,18 +216,18 @@ def render_html(metrics: dict, out: Path) -> str:
 <h2>Samples</h2><div class="row grid">{sample_grids}</div>
 <h2 id="scores">Scores against the real set (95% bootstrap intervals)</h2>
 {_table(["score"] + sets, score_rows)}
-<h2>Reduced spectra</h2>{_figure(out / "spectrum" / "spectra.png", "mean reduced power spectra, log-log")}
+<h2>Reduced spectra</h2>{_figure(figures["spectra"], "mean reduced power spectra, log-log")}
 <h2>Spectral-bias probe</h2>
 <p>Share of the clean spectrum each model recovers from x_t, per radius; the table gives the radius below which
 at least half is recovered.</p>
-<div class="plot">{_figure(out / "probe" / "probe.png", "recovered share of the clean spectrum per radius, one panel per timestep")}</div>
+<div class="plot">{_figure(figures["probe"], "recovered share of the clean spectrum per radius, one panel per timestep")}</div>
 {_table(["t"] + probe_models, probe_rows)}
 <h2>FINC: modes the student over- and under-produces against the teacher</h2>
 <p>Eigenvalues of C_student - C_teacher (and the reverse) above the split-half noise floor; size is the
 number of samples that load on the mode.</p>
 {_table(["direction", "mode", "eigenvalue", "size", "top samples"], finc_rows) if finc_rows
  else "<p>No mode above the noise floor in either direction.</p>"}
-{_figure(out / "finc" / "finc_modes.png", "top samples of each mode")}
+{_figure(figures["finc"], "top samples of each mode")}
 {stig}
 </body></html>
 """

@@ -2,31 +2,27 @@
 
 Image ``i`` of a run is drawn from its own generator, seeded from (seed, i), for its initial noise and
 for every stochastic step; so the images do not depend on the batch size or on where a run resumed.
-Finished images are numbered PNGs written atomically; they are the run's state for ``resume``.
+Finished images are numbered PNGs written atomically; they are the run's state for ``resume`` (the folder format
+is ``wgunet.images``'s).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .checkpoints import DTYPES, load_model
 from .cli import UserError
-from .files import folder_lock, write_file, write_json
+from .files import folder_lock
+from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
+from .loading import DTYPES, load_model
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full training chain
-GRID_IMAGES = 64
 
 
 class SamplingError(UserError):
@@ -62,10 +58,15 @@ def sampler_config(name: str, training_schedule: dict) -> dict:
 
 def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto",
                   dtype: str = "float32") -> DDPMPipeline | DDIMPipeline:
-    """A pipeline of the checkpoint's model and the chosen sampler, built from the model's own noise schedule."""
+    """A pipeline of the checkpoint's model and the chosen sampler (see ``build_pipeline``)."""
+    return build_pipeline(*load_model(checkpoint, DTYPES[dtype]), scheduler, device)
+
+
+def build_pipeline(model: torch.nn.Module, training_schedule: DDPMScheduler, scheduler: str = "ddim",
+                   device: str = "auto") -> DDPMPipeline | DDIMPipeline:
+    """A pipeline of a loaded model and the chosen sampler, built from the model's own noise schedule."""
     if scheduler not in SCHEDULERS:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
-    model, training_schedule = load_model(checkpoint, DTYPES[dtype])
     sampler = SCHEDULERS[scheduler].from_config(sampler_config(scheduler, training_schedule.config))
     # DDIMPipeline, because only it passes use_clipped_model_output to the scheduler (see sample_images).
     pipeline_class = DDIMPipeline if scheduler == "ddim" else DDPMPipeline
@@ -97,15 +98,17 @@ def default_batch_size(sample_size: int) -> int:
 
 def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str = "ddim", steps: int | None = None,
                  batch_size: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "float32",
-                 resume: bool = False, overwrite: bool = False) -> dict:
+                 resume: bool = False, overwrite: bool = False,
+                 model: tuple[torch.nn.Module, DDPMScheduler] | None = None) -> dict:
     """Write ``num`` images as ``out/NNNNNN.png``, ``out/grid.png`` and ``out/samples.npz``; returns the run record.
 
+    ``model``: the checkpoint's (model, training schedule) when the caller has loaded it already.
     One sampling run per folder at a time (a lock in the folder, free as soon as its holder dies).
     """
     if resume and overwrite:
         raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
     out = Path(out)
-    pipeline = load_pipeline(checkpoint, scheduler, device, dtype)
+    pipeline = build_pipeline(*(model or load_model(checkpoint, DTYPES[dtype])), scheduler, device)
     steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
               "sample_size": pipeline.unet.config.sample_size}
@@ -123,114 +126,8 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
         seconds = time.perf_counter() - started
         # a finished folder is left untouched (so caches keyed on its files stay valid); derived files a kill
         # left missing or unreadable are rebuilt from the PNGs
-        if todo or not _derived_files_match(out, num):
+        if todo or not derived_files_match(out, num):
             finish_image_folder(out, num)
     images_per_second = len(todo) / seconds if todo else float("nan")
     record.update(num=num, sampled_now=len(todo), seconds=round(seconds, 3), images_per_second=images_per_second)
     return record
-
-
-def image_name(index: int) -> str:
-    return f"{index:06d}.png"
-
-
-IMAGE_NAME = re.compile(r"^\d{6}\.png$")
-
-
-def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool,
-                         resumable: bool = True) -> list[int]:
-    """The indices still to draw; refuses to mix runs, to overwrite images silently, or to touch a user's files.
-
-    ``sampling.json`` records the settings and how many images this tool has planned in the folder
-    (``images_written``: names 000000.png up to it). It is written before any image, so every PNG of ours is on
-    record even if a kill comes between, and --overwrite deletes only those names and the derived files.
-    """
-    settings = out / "sampling.json"
-    existing = sorted(p.name for p in out.iterdir() if IMAGE_NAME.match(p.name)) if out.is_dir() else []
-    before = _read_record(settings)
-    if existing and not (resume or overwrite):
-        choices = "--resume to continue that run, --overwrite to replace it" if resumable else "--overwrite to replace them"
-        raise SamplingError(f"{str(out)!r} already holds {len(existing)} images: pass {choices}, or another --out")
-    ours = {image_name(i) for i in range(before.get("images_written", 0))}
-    if before and "images_written" not in before:  # a record from before the manifest: its images are ours
-        ours = set(existing)
-    if overwrite:
-        for name in sorted(ours) + ["grid.png", "samples.npz", "sampling.json"]:
-            (out / name).unlink(missing_ok=True)
-        existing, before, ours = [n for n in existing if n not in ours], {}, set()
-    foreign = [n for n in existing if n not in ours]
-    if foreign:
-        raise SamplingError(f"{str(out)!r} holds images that sample.py did not write there ({', '.join(foreign[:3])}"
-                            f"{' ...' if len(foreign) > 3 else ''}): move them, or use another --out")
-    if existing:
-        changed = [k for k in record if before.get(k) != record[k]]
-        if changed:
-            raise SamplingError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
-                                "resume with the same ones, or use --overwrite or another --out")
-    stored = {**record, "images_written": max([num, before.get("images_written", 0)]
-                                              + [int(n[:6]) + 1 for n in existing])}
-    if before != stored:
-        write_json(settings, stored)
-    done = set(existing)
-    return [i for i in range(num) if image_name(i) not in done]
-
-
-def _read_record(path: Path) -> dict:
-    """The folder's ``sampling.json``; an unreadable one (a kill mid-write, before writes were atomic) is empty."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def _derived_files_match(out: Path, num: int) -> bool:
-    """``samples.npz`` holds ``num`` images and ``grid.png`` decodes."""
-    try:
-        with np.load(out / "samples.npz") as archive:
-            if len(archive["images"]) != num:
-                return False
-        with Image.open(out / "grid.png") as grid:
-            grid.verify()
-        return True
-    except (OSError, EOFError, KeyError, ValueError, SyntaxError):
-        return False
-
-
-def write_png(image: np.ndarray, path: Path) -> None:
-    """An image as PNG, atomically: an interrupted write never leaves a truncated image behind."""
-    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    write_file(path, lambda handle: picture.save(handle, format="PNG"))
-
-
-def finish_image_folder(out: Path, num: int) -> None:
-    """``grid.png`` of the first images and ``samples.npz`` (uint8, N x H x W x C), streamed through a memmap."""
-    paths = [out / image_name(i) for i in range(num)]
-
-    def read(path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            return np.atleast_3d(np.asarray(image))
-
-    first = read(paths[0])
-    scratch = out / f".samples.{os.getpid()}.npy"
-    images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(num, *first.shape))
-    try:
-        for i, path in enumerate(paths):
-            images[i] = read(path)
-        write_file(out / "samples.npz", lambda handle: np.savez(handle, images=images))
-        grid = Image.fromarray(make_grid(np.asarray(images[:GRID_IMAGES])))
-        write_file(out / "grid.png", lambda handle: grid.save(handle, format="PNG"))
-    finally:
-        del images
-        scratch.unlink(missing_ok=True)
-
-
-def make_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
-    """A square-ish grid of (N, H, W, C) uint8 images on a white background."""
-    n, h, w = images.shape[:3]
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, *images.shape[3:]), 255, np.uint8)
-    for i, image in enumerate(images):
-        y, x = divmod(i, columns)
-        grid[pad + y * (h + pad) : (y + 1) * (h + pad), pad + x * (w + pad) : (x + 1) * (w + pad)] = image
-    return grid

@@ -7,9 +7,12 @@ radius r in [0, 1], r = 1 at the spectrum's corner (H / sqrt(2) for a square ima
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
-import numpy as np
 import torch
+
+from .data import to_unit
+from .results import Estimate, Result
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
 BANDS = {"low": (0.0, 1 / 3), "mid": (1 / 3, 2 / 3), "high": (2 / 3, 1.0)}
@@ -81,12 +84,27 @@ def image_statistics(images: torch.Tensor, batch_size: int = 2048) -> dict[str, 
     """Per-image reduced spectra and DFT magnitudes of uint8 or [0, 1] images (N, C, H, W), in batches."""
     spectra, magnitudes, radius = [], [], None
     for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size].float()
-        chunk = chunk / 255 if not images.is_floating_point() else chunk
+        chunk = images[start : start + batch_size]
+        chunk = chunk.float() if images.is_floating_point() else to_unit(chunk)
         radius, spectrum = reduced_spectrum(chunk)
         spectra.append(spectrum)
         magnitudes.append(torch.fft.fft2(chunk, norm="ortho").abs().flatten(1))
     return {"radius": radius, "spectra": torch.cat(spectra), "magnitude": torch.cat(magnitudes)}
+
+
+@dataclass(frozen=True)
+class SpectralScores(Result):
+    """Generated set vs reference set, each with its 95% bootstrap interval."""
+
+    log_spectral_distance_db: Estimate  # RMS over rings of 10 log10(S_gen / S_ref); 0 is ideal
+    lfd: Estimate  # log frequency distance (see _scores); 0 is ideal
+    high_frequency_ratio: Estimate  # power at r >= 2/3, generated / reference; 1 is ideal
+    band_error_low: Estimate  # mean |log10 power ratio| for r < 1/3
+    band_error_mid: Estimate  # ... for 1/3 <= r < 2/3
+    band_error_high: Estimate  # ... for r >= 2/3
+
+    def items(self) -> list[tuple[str, Estimate]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
 
 def _scores(radius: torch.Tensor, generated: torch.Tensor, reference: torch.Tensor, generated_magnitude: torch.Tensor,
@@ -110,7 +128,7 @@ def _scores(radius: torch.Tensor, generated: torch.Tensor, reference: torch.Tens
 
 
 def spectral_scores(generated: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], bootstrap: int = 200,
-                    seed: int = 0) -> dict[str, dict[str, float | list[float]]]:
+                    seed: int = 0) -> SpectralScores:
     """Each score's value and 95% bootstrap interval (both sets resampled with replacement, images as units)."""
     if not torch.equal(generated["radius"], reference["radius"]):
         raise ValueError("the generated and reference images differ in size; spectral scores need one size")
@@ -127,6 +145,6 @@ def spectral_scores(generated: dict[str, torch.Tensor], reference: dict[str, tor
     generated_spectra, generated_magnitude = resampled_means(generated)
     reference_spectra, reference_magnitude = resampled_means(reference)
     samples = _scores(reference["radius"], generated_spectra, reference_spectra, generated_magnitude, reference_magnitude)
-    return {name: {"value": float(value[name]),
-                   "ci95": [float(samples[name].quantile(0.025)), float(samples[name].quantile(0.975))]}
-            for name in value}
+    return SpectralScores(**{name: Estimate(float(value[name]), (float(samples[name].quantile(0.025)),
+                                                                 float(samples[name].quantile(0.975))))
+                             for name in value})

@@ -30,8 +30,9 @@ def macs_per_image(model: nn.Module, sample_size: int | None = None, in_channels
     return counter.get_total_flops() // 2
 
 
-def describe(name: str, model: nn.Module) -> dict:
-    return {"model": name, "params_M": count_parameters(model) / 1e6, "GMACs": macs_per_image(model) / 1e9}
+def describe(model: nn.Module) -> dict:
+    """Parameters (millions) and GMACs per image (one forward pass)."""
+    return {"params_M": count_parameters(model) / 1e6, "GMACs": macs_per_image(model) / 1e9}
 
 
 def format_table(rows: list[dict]) -> str:
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     from diffusers import UNet2DModel
 
-    rows = [describe("google/ddpm-cifar10-32 architecture (UNet2DModel)", teacher_architecture("google/ddpm-cifar10-32"))]
-    rows.append(describe("shipped teacher (configs/teacher.yaml)", UNet2DModel(**load_config("configs/teacher.yaml").unet)))
-    rows.append(describe(f"WG-UNet student ({args.config})", WGUNet(**config.student)))
+    models = {"google/ddpm-cifar10-32 architecture (UNet2DModel)": teacher_architecture("google/ddpm-cifar10-32"),
+              "shipped teacher (configs/teacher.yaml)": UNet2DModel(**load_config("configs/teacher.yaml").unet),
+              f"WG-UNet student ({args.config})": WGUNet(**config.student)}
+    rows = [{"model": name, **describe(model)} for name, model in models.items()]
     print(format_table(rows))
 
 

@@ -17,8 +17,8 @@ Losses (CUT, Park et al. 2020, as STIG uses them; scaled down for 32x32 CPU runs
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,16 +28,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import latest_checkpoint, list_checkpoints
 from .cli import UserError
-from .files import atomic_folder, folder_lock, sync_tree, trim_log, write_json
+from .data import to_unit, unit_to_uint8
+from .files import atomic_folder, folder_lock, write_json
+from .runs import Run
 from .spectral import normalized_radius
 from .state import StateError, load_tree, save_tree
 
 LOG_SCALE = 8.0  # log |F| / LOG_SCALE is within about [-1, 1] for images in [0, 1]
 # OPEN (which log): log(|F| + floor), not log(1 + |F|): an additive correction is then a gain on |F| at every
-# frequency, where log(1 + |F|) is nearly linear for the small high-frequency magnitudes. Restoring low-passed
-# patches (tests/test_stig.py), it cut the LFD by 90-93% against 85-89% and raised the PSNR more. The floor lies
+# frequency, where log(1 + |F|) is nearly linear for the small high-frequency magnitudes; it restored low-passed
+# patches better (README, STIG). The floor lies
 # well below uint8 quantisation noise (|F| ~ 0.036 at 32x32), so only exact zeros sit on it.
 MAGNITUDE_FLOOR = 1e-3
 SPECTRUM = f"log(|F| + {MAGNITUDE_FLOOR}) / {LOG_SCALE}"  # saved with each refiner, checked when one is loaded
@@ -55,8 +56,8 @@ class StigConfig:
     nce_layers: tuple[int, ...] = (0, 1, 3)  # translator encoder layers whose patches PatchNCE compares
     nce_patches: int = 64  # sampled patch locations per layer (CUT: 256)
     nce_temperature: float = 0.07
-    # OPEN (weights): CUT's lambda_GAN = 1 left the restoration seed-dependent at 1000 steps (high-frequency gap
-    # of blurred patches cut by 47 / 24 / 72% for seeds 0-2); 5 cut it by 34-62% over seeds 0-4 (README, STIG)
+    # OPEN (weights): CUT's lambda_GAN = 1 left the restoration of blurred patches seed-dependent at 1000 steps;
+    # 5 restores them over every seed tried (README, STIG)
     lambda_gan: float = 5.0
     lambda_nce: float = 1.0
     lambda_identity: float = 1.0
@@ -144,9 +145,9 @@ class Translator(nn.Module):
         if layers:
             return features
         # OPEN (DC): passed through exactly. Held only by the low-frequency L1 penalty, it drifted: with
-        # lambda_gan 5 the default student's refined images lost ~87% of their mean brightness, which the
-        # spectral scores (computed without DC) did not show. (Passing all of r < low_radius through instead
-        # made the restoration seed-dependent again: 19-66% gap cuts over seeds 0-3.)
+        # lambda_gan 5 the default student's refined images lost most of their mean brightness, which the
+        # spectral scores (computed without DC) do not show. Passing all of r < low_radius through instead
+        # made the restoration seed-dependent again (README, STIG).
         is_dc = normalized_radius(x.shape[-2], x.shape[-1], x.device) == 0
         return x + self.decoder(h).masked_fill(is_dc, 0.0)
 
@@ -230,37 +231,33 @@ def generator_losses(refiner: Refiner, config: StigConfig, fake: torch.Tensor, r
 def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, config: StigConfig,
                   resume: bool = False) -> Path:
     """Train on uint8 (N, C, H, W) generated and real sets; writes ``out/refiner`` and resumable checkpoints."""
-    with folder_lock(out, "STIG training"):
-        return _train_refiner(generated, real, Path(out), config, resume)
-
-
-def _train_refiner(generated: torch.Tensor, real: torch.Tensor, out: Path, config: StigConfig, resume: bool) -> Path:
     if generated.shape[1:] != real.shape[1:]:
         raise StigError(f"generated {tuple(generated.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
-    latest = latest_checkpoint(out)
-    if latest is not None and not resume:
-        raise StigError(f"{out} already holds a STIG run: pass --resume to continue it, or another --out")
-    if latest is not None:
-        before = json.loads((latest / "config.json").read_text())
-        changed = [k for k, v in asdict(config).items() if k not in ("steps", "checkpoint_every")
-                   and before.get(k) != (list(v) if isinstance(v, tuple) else v)]
-        if changed:
-            raise StigError(f"{out} was trained with other settings ({', '.join(changed)}): resume with the same "
-                            "ones (only --steps may grow), or use another --out")
+    run = Run(out, "STIG run", "use another --out", outputs=("refiner",))
+    with folder_lock(out, "STIG training"):
+        run.start(asdict(config), resume, may_change=("steps", "checkpoint_every", "lr"))
+        return _train_refiner(generated, real, run, config)
+
+
+def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config: StigConfig) -> Path:
     torch.manual_seed(config.seed)
     refiner = Refiner(config, generated.shape[1])
     g_params = list(refiner.translator.parameters()) + list(refiner.nce.parameters())
     g_optimizer = torch.optim.Adam(g_params, config.lr, betas=config.betas)
     d_optimizer = torch.optim.Adam(refiner.discriminator.parameters(), config.lr, betas=config.betas)
     generator = torch.Generator().manual_seed(config.seed)
+    latest, state = run.resume_point(_read_checkpoint)
     step = 0
-    if latest is not None:
-        step = _load_checkpoint(latest, refiner, g_optimizer, d_optimizer, generator)
-    fake_spectra, real_spectra = to_spectrum(generated.float() / 255)[0], to_spectrum(real.float() / 255)[0]
+    if state is not None:
+        refiner.load_state_dict(state["refiner"])
+        g_optimizer.load_state_dict(state["g"])
+        d_optimizer.load_state_dict(state["d"])
+        generator.set_state(state["generator"])
+        step = int(state["step"])
+    fake_spectra, real_spectra = to_spectrum(to_unit(generated))[0], to_spectrum(to_unit(real))[0]
     low = low_frequency_mask(generated.shape[-1], config.low_radius)
-    out.mkdir(parents=True, exist_ok=True)
-    trim_log(out / "metrics.jsonl", step)
-    log = open(out / "metrics.jsonl", "a")
+    run.open_log(step)
+    run.write_config(asdict(config))
     bar = tqdm(total=config.steps, initial=step, desc="stig")
     while step < config.steps:
         # CUT's schedule: constant for the first half, then linear decay to zero, which settles the adversarial game
@@ -270,8 +267,7 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, out: Path, confi
         real_batch = real_spectra[torch.randint(0, len(real_spectra), (config.batch_size,), generator=generator)]
         terms = generator_losses(refiner, config, fake, real_batch, low, generator)
         if not torch.isfinite(terms["loss"]):
-            raise StigError(f"non-finite loss at step {step + 1}; the last good checkpoint is {latest_checkpoint(out)}: "
-                            "lower the learning rate and --resume")
+            raise run.non_finite(step + 1, ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items()), "lower --lr")
         g_optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         g_optimizer.step()
@@ -286,12 +282,28 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, out: Path, confi
         values = {k: v.item() for k, v in terms.items()} | {"discriminator": d_loss.item()}
         bar.update()
         bar.set_postfix_str(", ".join(f"{k} {v:.3g}" for k, v in values.items()))
-        log.write(json.dumps({"step": step, **values}) + "\n")
+        run.log({"step": step, **values})
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save_checkpoint(out, step, refiner, g_optimizer, d_optimizer, generator, config)
+            state = {"g": g_optimizer.state_dict(), "d": d_optimizer.state_dict(), "generator": generator.get_state(),
+                     "step": step}
+            run.save_checkpoint(step, keep=2, write=partial(_write_checkpoint, refiner, state))
     bar.close()
-    log.close()
-    return save_refiner(refiner.translator, config, out / "refiner")
+    run.close_log()
+    return save_refiner(refiner.translator, config, run.path / "refiner")
+
+
+def _write_checkpoint(refiner: Refiner, state: dict, folder: Path) -> None:
+    save_file(refiner.state_dict(), folder / "refiner.safetensors")
+    save_tree(folder, "state", state)
+
+
+def _read_checkpoint(folder: Path) -> dict:
+    """A STIG checkpoint's weights and state, read fully before any of it is applied (StateError if unreadable)."""
+    try:
+        weights = load_file(folder / "refiner.safetensors")
+    except (OSError, SafetensorError) as error:
+        raise StateError(f"{str(folder)!r}: refiner weights are unreadable ({error})") from None
+    return {"refiner": weights, **load_tree(folder, "state")}
 
 
 def save_refiner(translator: Translator, config: StigConfig, folder: Path) -> Path:
@@ -328,36 +340,6 @@ def refine(translator: nn.Module, images: torch.Tensor, batch_size: int = 256) -
     """Refined uint8 images (N, C, H, W): translated magnitude, original phase."""
     refined = []
     for start in tqdm(range(0, len(images), batch_size), desc="refine", leave=False):
-        log_magnitude, phase = to_spectrum(images[start : start + batch_size].float() / 255)
-        refined.append((from_spectrum(translator(log_magnitude), phase) * 255).round().to(torch.uint8))
+        log_magnitude, phase = to_spectrum(to_unit(images[start : start + batch_size]))
+        refined.append(unit_to_uint8(from_spectrum(translator(log_magnitude), phase)))
     return torch.cat(refined)
-
-
-# ---- checkpoints -------------------------------------------------------------------------------------------
-def _save_checkpoint(out: Path, step: int, refiner: Refiner, g_optimizer, d_optimizer, generator: torch.Generator,
-                     config: StigConfig, keep: int = 2) -> None:
-    checkpoints = out / "checkpoints"
-    final, temporary = checkpoints / f"step-{step:06d}", checkpoints / f".step-{step:06d}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    save_file(refiner.state_dict(), temporary / "refiner.safetensors")
-    save_tree(temporary, "state", {"g": g_optimizer.state_dict(), "d": d_optimizer.state_dict(),
-                                   "generator": generator.get_state(), "step": step})
-    write_json(temporary / "config.json", asdict(config))
-    sync_tree(temporary)
-    shutil.rmtree(final, ignore_errors=True)
-    temporary.rename(final)
-    for old in list_checkpoints(out)[:-keep]:
-        shutil.rmtree(old)
-
-
-def _load_checkpoint(folder: Path, refiner: Refiner, g_optimizer, d_optimizer, generator: torch.Generator) -> int:
-    try:
-        refiner.load_state_dict(load_file(folder / "refiner.safetensors"))
-        state = load_tree(folder, "state")
-    except (OSError, RuntimeError, SafetensorError, StateError) as error:
-        raise StigError(f"checkpoint {str(folder)!r} is unreadable ({error}); delete it to resume from the one before") from None
-    g_optimizer.load_state_dict(state["g"])
-    d_optimizer.load_state_dict(state["d"])
-    generator.set_state(state["generator"])
-    return int(state["step"])

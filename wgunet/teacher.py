@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from .checkpoints import CheckpointError, load_model
+from .loading import CheckpointError, load_model
 
 # The published teachers' unet/config.json, so that their architecture can be built without a download.
 _DDPM_COMMON: dict[str, Any] = dict(

@@ -7,16 +7,13 @@ saved with the checkpoint, so a run stopped and resumed repeats the uninterrupte
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
@@ -28,16 +25,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoints import DTYPES, list_checkpoints
 from .cli import UserError
 from .config import TrainConfig, to_dict
 from .data import build_dataset
+from .files import atomic_folder, folder_lock
+from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
-from .files import atomic_folder, folder_lock, sync_tree, trim_log, write_text
 from .model import WGUNet
+from .prediction import training_target
+from .runs import Run, list_checkpoints
 from .state import StateError, load_tree, random_states, save_tree, set_random_states
 from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 
+# what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
+MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
+                        "data.num_workers", "lr", "mixed_precision", "grad_clip")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -98,17 +100,6 @@ def attach_teacher(student: WGUNet, teacher: UNet2DModel, stages: tuple[str, ...
     return Distiller(student, pairs, channels), taps
 
 
-def diffusion_target(scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(x0, noise, t)
-    if kind == "sample":
-        return x0
-    raise TrainingError(f"prediction_type {kind!r} is not supported (epsilon, v_prediction, sample)")
-
-
 def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, config: TrainConfig) -> dict[str, torch.Tensor]:
     """One batch's loss and its terms: L = l_ddpm * L_DDPM + l_s * L_spatial + l_f * L_freq (seed 000)."""
     cpu = dict(generator=generator, device="cpu")
@@ -117,7 +108,7 @@ def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, 
     noise = torch.randn(x0.shape, **cpu).to(x0.device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), **cpu).to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
-    target = diffusion_target(scheduler, x0, noise, t)
+    target = training_target(scheduler, x0, noise, t)
     output = model(noisy, t)
     prediction, aligned = output if isinstance(output, tuple) else (output.sample, {})
     terms = {"ddpm": F.mse_loss(prediction.float(), target.float())}
@@ -141,34 +132,27 @@ def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, f
     ema.restore(model.parameters())
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, model: nn.Module, optimizer, lr_schedule,
+def save_checkpoint(accelerator: Accelerator, run: Run, step: int, model: nn.Module, optimizer, lr_schedule,
                     ema: EMAModel, generator: torch.Generator, exported: nn.Module, scheduler: DDPMScheduler,
-                    keep: int) -> Path:
+                    keep: int) -> None:
     """``checkpoints/step-N/``: weights, optimizer, schedule, EMA and per-process generators (safetensors + JSON,
-    never pickle), and ``model/``, the EMA student as a pipeline folder. Written as a hidden folder and renamed
-    when every process has written its part, so a folder named step-N is always complete."""
-    checkpoints = output_dir / "checkpoints"
-    final, temporary = checkpoints / f"step-{step:06d}", checkpoints / f".step-{step:06d}.tmp"
+    never pickle), and ``model/``, the EMA student as a pipeline folder. The folder gets its name only when every
+    process has written its part (runs.Run), so a folder named step-N is always complete."""
     if accelerator.is_main_process:
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
+        run.begin_checkpoint(step)
     accelerator.wait_for_everyone()
-    save_tree(temporary, f"process_{accelerator.process_index}",
+    staging = run.staging(step)
+    save_tree(staging, f"process_{accelerator.process_index}",
               {"random": random_states(), "step_generator": generator.get_state()})
     if accelerator.is_main_process:
-        save_file(accelerator.unwrap_model(model).state_dict(), str(temporary / "model.safetensors"))
-        save_tree(temporary, "optimizer", optimizer.state_dict())
-        save_tree(temporary, "training", {"step": step, "lr_schedule": lr_schedule.state_dict(), "ema": ema.state_dict()})
-        export_pipeline(exported, ema, scheduler, temporary / "model")
-    accelerator.wait_for_everyone()  # every process has written its part ...
-    if accelerator.is_main_process:  # ... before the folder gets its final name
-        sync_tree(temporary)
-        shutil.rmtree(final, ignore_errors=True)
-        temporary.rename(final)
-        for old in list_checkpoints(output_dir)[:-keep]:
-            shutil.rmtree(old)
+        save_file(accelerator.unwrap_model(model).state_dict(), str(staging / "model.safetensors"))
+        save_tree(staging, "optimizer", optimizer.state_dict())
+        save_tree(staging, "training", {"step": step, "lr_schedule": lr_schedule.state_dict(), "ema": ema.state_dict()})
+        export_pipeline(exported, ema, scheduler, staging / "model")
     accelerator.wait_for_everyone()
-    return final
+    if accelerator.is_main_process:
+        run.publish_checkpoint(step, keep)
+    accelerator.wait_for_everyone()
 
 
 def read_checkpoint(folder: Path, process_index: int) -> dict[str, Any]:
@@ -182,20 +166,6 @@ def read_checkpoint(folder: Path, process_index: int) -> dict[str, Any]:
     process = f"process_{process_index}"
     state["process"] = load_tree(folder, process) if (folder / f"{process}.json").is_file() else None
     return state
-
-
-def resume_point(output_dir: Path, process_index: int) -> tuple[Path | None, dict[str, Any] | None]:
-    """The newest readable checkpoint and its state; unreadable ones are named and skipped."""
-    found = list_checkpoints(output_dir)
-    for folder in reversed(found):
-        try:
-            return folder, read_checkpoint(folder, process_index)
-        except StateError as error:
-            print(f"warning: skipping checkpoint {folder.name}: {error}", file=sys.stderr)
-    if found:
-        raise TrainingError(f"no checkpoint in {str(output_dir / 'checkpoints')!r} is readable: delete the folder to "
-                            "start again, or restore a checkpoint")
-    return None, None
 
 
 MAX_WARMUP_FRACTION = 0.1
@@ -224,8 +194,8 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
 
 def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     output_dir, final = Path(config.output_dir), Path(config.output_dir) / "model"
-    if not resume and (list_checkpoints(output_dir) or final.exists()):
-        raise TrainingError(f"{output_dir} already holds a run: pass --resume to continue it, or set output_dir=...")
+    run = Run(output_dir, "run", "set output_dir=...", outputs=("model",))
+    run.start(to_dict(config), resume, MAY_CHANGE_ON_RESUME)
     accelerator = Accelerator(
         cpu=not torch.accelerator.is_available(),  # Accelerate needs it to see torchrun's CPU processes as MULTI_CPU
         mixed_precision=config.mixed_precision,
@@ -250,7 +220,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema.to(accelerator.device)
     generator = torch.Generator().manual_seed(config.seed + 7919 * accelerator.process_index)  # own noise per process
-    latest, state = resume_point(output_dir, accelerator.process_index) if resume else (None, None)
+    latest, state = run.resume_point(lambda f: read_checkpoint(f, accelerator.process_index)) if resume else (None, None)
     step = 0
     if state is not None:
         try:
@@ -266,11 +236,9 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
             generator.set_state(state["process"]["step_generator"])
             set_random_states(state["process"]["random"])
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        trim_log(output_dir / "metrics.jsonl", step)
-        write_text(output_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+        run.open_log(step)
+        run.write_config(to_dict(config))
         accelerator.init_trackers("wgunet")
-    log = open(output_dir / "metrics.jsonl", "a") if accelerator.is_main_process else None
     bar = tqdm(total=config.max_steps, initial=step, desc=config.mode, disable=not accelerator.is_main_process)
     accumulation = config.gradient_accumulation_steps
     epoch, skip = divmod(step * accumulation, len(loader))  # where the data order stood at the checkpoint
@@ -282,10 +250,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
                 terms = loss_terms(model, scheduler, teacher, taps, x0, generator, config)
                 values = accelerator.reduce(torch.stack(list(terms.values())).detach().float(), "mean")
                 if not torch.isfinite(values).all():
-                    raise TrainingError(
-                        f"non-finite loss at step {step + 1} ({_format(terms.keys(), values)}). Nothing was saved "
-                        f"after {(list_checkpoints(output_dir) or ['the start'])[-1]}; lower lr or use mixed_precision=no, "
-                        "then continue with --resume")
+                    raise run.non_finite(step + 1, _format(terms.keys(), values), "lower lr or use mixed_precision=no")
                 accelerator.backward(terms["loss"])
                 if accelerator.sync_gradients and config.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -301,19 +266,18 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
             running = 0
             bar.update()
             bar.set_postfix_str(_format(terms, [metrics[k] for k in terms]))
-            if log is not None and (step % config.log_every == 0 or step == config.max_steps):
-                log.write(json.dumps(metrics) + "\n")
-                log.flush()
+            if accelerator.is_main_process and (step % config.log_every == 0 or step == config.max_steps):
+                run.log(metrics)
                 accelerator.log(metrics, step=step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
-                save_checkpoint(accelerator, output_dir, step, model, optimizer, lr_schedule, ema, generator, exported,
+                save_checkpoint(accelerator, run, step, model, optimizer, lr_schedule, ema, generator, exported,
                                 scheduler, config.keep_checkpoints)
             if step >= config.max_steps:
                 break
         epoch, skip = epoch + 1, 0
     bar.close()
     if accelerator.is_main_process:
-        log.close()
+        run.close_log()
         with atomic_folder(final) as temporary:
             shutil.copytree(list_checkpoints(output_dir)[-1] / "model", temporary, dirs_exist_ok=True)
     accelerator.wait_for_everyone()

@@ -3,6 +3,7 @@
 Accepted: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) such as training exports,
 a bare model folder (``config.json`` + weights), a training run or checkpoint folder (its ``model/``),
 or a Hub id, which is downloaded and then read through the same ``from_pretrained`` calls.
+Each command loads a checkpoint once and hands the model on (sampling, probe, teacher features).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from .cli import UserError
 from .model import WGUNet
+from .prediction import prediction_type
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "WGUNet": WGUNet}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -23,19 +25,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded; the message names it and the fix."""
-
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """The complete ``checkpoints/step-N`` folders, oldest first by step number (unfinished ``.tmp`` writes are
-    hidden folders and never listed; step-1000000 sorts after step-999999)."""
-    found = [p for p in (Path(output_dir) / "checkpoints").glob("step-*") if p.name[5:].isdigit() and p.is_dir()]
-    return sorted(found, key=lambda p: int(p.name[5:]))
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder, or None."""
-    found = list_checkpoints(output_dir)
-    return found[-1] if found else None
 
 
 def load_scheduler_config(path: str | Path) -> dict[str, Any] | None:
@@ -82,6 +71,7 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
     schedule = load_scheduler_config(folder.parent) if folder.name == "unet" else load_scheduler_config(folder)
     # A bare model carries no schedule: DDPM's published one (linear 1e-4..0.02, 1000 steps) is assumed.
     scheduler = DDPMScheduler.from_config(schedule) if schedule else DDPMScheduler()
+    prediction_type(scheduler)  # an unknown prediction_type is named here, before any use
     return model.eval(), scheduler
 
 

@@ -1,0 +1,100 @@
+"""The eval.py subcommands, each one composition: load every input once, measure (wgunet.measures), write
+(wgunet.outputs). ``eval.py report`` composes the same steps in wgunet.report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from .data import builtin_set
+from .features import TeacherFeatures, cached_features, feature_extractor, label
+from .files import folder_lock, write_json
+from .images import ImageSet, load_image_set, write_image_folder
+from .loading import load_model
+from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
+from .metrics import FidKid
+from .outputs import write_modes, write_probe, write_spectrum
+from .probe import ProbeResult, spectral_probe
+from .stig import StigConfig, load_refiner, refine, train_refiner
+from .teacher import load_teacher
+
+
+def load_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, ImageSet]:
+    """Each named source loaded once (at most ``limit`` images); built-in sets are cut at the size of the first
+    set read from files, the size they are compared at."""
+    files = {name: load_image_set(source).first(limit) for name, source in sources.items() if not builtin_set(source)}
+    size = next(iter(files.values())).size[0] if files else None
+    sets = {name: files.get(name) or load_image_set(source, size).first(limit) for name, source in sources.items()}
+    return sets
+
+
+def teacher_features(teacher: str) -> Callable[[], nn.Module]:
+    """Builds the teacher's feature extractor, loading the teacher, only if an extractor asks for it."""
+    return lambda: TeacherFeatures(*load_teacher(teacher), teacher)
+
+
+def spectrum(generated: dict[str, str], reference: str, out: Path, *, features: str, teacher: str,
+             num_images: int | None, bootstrap: int, fid: bool) -> SpectrumResult:
+    """Reduced spectra, spectral scores and FID/KID of generated sets: ``metrics.json``, ``spectra.png``."""
+    sets = load_sets({**generated, "reference": reference}, num_images)
+    reference_set = sets.pop("reference")
+    scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features(teacher))) if fid else None
+    result = score_sets(sets, reference_set, scorer, bootstrap)
+    write_spectrum(out, result)
+    return result
+
+
+def probe(checkpoints: dict[str, str], reference: str, out: Path, *, timesteps: tuple[int, ...],
+          probe_images: int, seed: int) -> ProbeResult:
+    """The spectral-bias probe of checkpoints: ``probe.json``, ``probe.md``, ``probe.png``."""
+    models = {name: load_model(path) for name, path in checkpoints.items()}
+    size = next(iter(models.values()))[0].config.sample_size
+    reference_set = load_image_set(reference, size).first(probe_images)
+    result = spectral_probe(models, reference_set.images, timesteps, seed)
+    write_probe(out, result)
+    return result
+
+
+def modes(test: str, reference: str, out: Path, *, features: str, teacher: str, cache: str | None,
+          **options) -> ModeComparison:
+    """FINC both ways: ``finc.json``, ``finc_modes.png``; features cached in ``cache`` (default OUT/feature_cache)."""
+    sets = load_sets({"test": test, "reference": reference})
+    extractor = feature_extractor(features, teacher_features(teacher))
+    cache = Path(cache) if cache else out / "feature_cache"
+    vectors = {role: cached_features(image_set, extractor, cache) for role, image_set in sets.items()}
+    comparison = compare_modes(sets["test"], sets["reference"], vectors["test"], vectors["reference"],
+                               label(extractor), **options)
+    write_modes(out, comparison)
+    return comparison
+
+
+def stig_train(generated: str, real: str, out: Path, *, resume: bool, **overrides) -> Path:
+    """Train a STIG refiner from generated toward real spectra; returns the refiner folder (``out/refiner``)."""
+    sets = load_sets({"generated": generated, "real": real})
+    config = StigConfig(**{k: v for k, v in overrides.items() if v is not None})
+    return train_refiner(sets["generated"].images, sets["real"].images, out, config, resume)
+
+
+def refine_set(translator: nn.Module, refiner: str, image_set: ImageSet, out: Path, overwrite: bool) -> ImageSet:
+    """``image_set`` refined by a loaded STIG refiner (from folder ``refiner``), written to ``out`` as a sample folder."""
+    refined = ImageSet(refine(translator, image_set.images), image_set.names, str(out))
+    with folder_lock(out, "STIG apply"):
+        write_image_folder(refined, out, {"stig_refiner": str(refiner), "input": image_set.source}, overwrite)
+    return refined
+
+
+def stig_apply(refiner: str, source: str, out: Path, *, reference: str | None, features: str, teacher: str,
+               bootstrap: int, overwrite: bool) -> SpectrumResult | None:
+    """Refine a set into ``out``; with a reference, scores before and after in ``out/stig_metrics.json``."""
+    translator = load_refiner(refiner)  # a bad refiner is named before anything is read
+    sets = load_sets({"before": source} | ({"reference": reference} if reference else {}))
+    refined = refine_set(translator, refiner, sets["before"], out, overwrite)
+    if reference is None:
+        return None
+    reference_set = sets.pop("reference")
+    scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features(teacher)))
+    result = score_sets({"before": sets["before"], "after": refined}, reference_set, scorer, bootstrap)
+    write_json(out / "stig_metrics.json", result.to_dict())
+    return result

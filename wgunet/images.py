@@ -1,0 +1,232 @@
+"""Image sets for evaluation, the pixel-range conventions, and the sample-folder format in both directions.
+
+An ``ImageSet`` is uint8 images (N, 3, H, W) with their names and where they came from, loaded once per command
+from a folder of images, an ``.npz``, a sample folder (sample.py, STIG apply) or a built-in set (``patches:heldout``).
+
+A sample folder holds ``000000.png``, ``000001.png``, ... (each written atomically), ``sampling.json`` (the
+settings and how many images the tool has planned there), ``samples.npz`` (all images, N x H x W x C uint8) and
+``grid.png``. The PNGs are the folder's state: the other two are rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .cli import UserError
+from .data import DataError, ImageFolder, builtin_set, photograph_patches, read_rgb
+from .files import write_file, write_json
+
+GRID_IMAGES = 64
+IMAGE_NAME = re.compile(r"^\d{6}\.png$")
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 (N, 3, H, W)
+    names: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])
+
+    def first(self, limit: int | None) -> ImageSet:
+        """The first ``limit`` images (all with None)."""
+        return ImageSet(self.images[:limit].contiguous(), self.names[:limit], self.source)
+
+
+def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
+    """Every image of ``source``, decoded once:
+
+    - ``patches:heldout`` / ``patches:train``: the built-in photographs, cut at ``size`` (the size of the other
+      set or model in the command);
+    - an ``.npz`` with an ``images`` array (N, H, W, C), or a sample folder that holds one;
+    - a folder of PNG / JPEG / WebP images, all of one size (not resized: that would change their spectra).
+    """
+    text = str(source)
+    if Path(text).is_dir() and (Path(text) / "samples.npz").is_file():
+        text = str(Path(text) / "samples.npz")  # a sample folder: its array
+    split = builtin_set(text)
+    if split is not None:
+        if size is None:
+            raise DataError(f"{text!r} is cut at the size of the images it is compared with; none was given")
+        patches = photograph_patches(size, split)
+        images, names = patches.images, patches.names
+    elif text.endswith(".npz"):
+        images, names = _read_npz(text)
+    else:
+        folder = ImageFolder(text, 0, decode_all=False)  # each file is decoded below, once
+        arrays = [np.asarray(read_rgb(path)) for path in folder.files]
+        shapes = sorted({a.shape for a in arrays})
+        if len(shapes) > 1:
+            raise DataError(f"images in {text!r} have different sizes {[s[:2] for s in shapes][:4]}: "
+                            "evaluation needs one size (resize them first, or sample again)")
+        images, names = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), folder.names
+    if len(images) == 0:
+        raise DataError(f"{text!r} holds no images")
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return ImageSet(images.contiguous(), names, str(source))
+
+
+def _read_npz(path: str) -> tuple[torch.Tensor, list[str]]:
+    if not Path(path).is_file():
+        raise DataError(f"{path!r} does not exist")
+    try:
+        with np.load(path) as archive:
+            array = archive["images"]
+    except (OSError, EOFError, ValueError, KeyError) as error:
+        raise DataError(f"{path!r} is not an npz with an 'images' array (N, H, W, C) of uint8: {error}") from None
+    if array.ndim != 4 or array.dtype != np.uint8:
+        raise DataError(f"{path!r}: 'images' must be uint8 (N, H, W, C), got {array.dtype} {array.shape}")
+    return torch.from_numpy(array).permute(0, 3, 1, 2), [image_name(i) for i in range(len(array))]
+
+
+def same_size(sets: dict[str, ImageSet], reference: ImageSet) -> None:
+    """Spectra and FID compare sets of one image size; a mismatch is named."""
+    for name, image_set in sets.items():
+        if image_set.size != reference.size:
+            raise DataError(f"{image_set.source!r} holds {image_set.size} images and the reference {reference.source!r} "
+                            f"{reference.size}: spectra compare sets of one size (sample at the reference's size, "
+                            "or pass a reference of this size)")
+
+
+# ---- the sample-folder format ----------------------------------------------------------------------------------
+class FolderError(UserError):
+    """A sample folder that cannot be written as asked; the message names the problem and the fix."""
+
+
+def image_name(index: int) -> str:
+    return f"{index:06d}.png"
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 (H, W, C) image encoded as PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(image: np.ndarray, path: Path) -> None:
+    """An image as PNG, atomically: an interrupted write never leaves a truncated image behind."""
+    data = png_bytes(image)
+    write_file(path, lambda handle: handle.write(data))
+
+
+def make_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    """A square-ish grid of (N, H, W, C) uint8 images on a white background."""
+    n, h, w = images.shape[:3]
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, *images.shape[3:]), 255, np.uint8)
+    for i, image in enumerate(images):
+        y, x = divmod(i, columns)
+        grid[pad + y * (h + pad) : (y + 1) * (h + pad), pad + x * (w + pad) : (x + 1) * (w + pad)] = image
+    return grid
+
+
+def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwrite: bool,
+                         resumable: bool = True) -> list[int]:
+    """The indices still to draw; refuses to mix runs, to overwrite images silently, or to touch a user's files.
+
+    ``sampling.json`` records the settings and how many images this tool has planned in the folder
+    (``images_written``: names 000000.png up to it). It is written before any image, so every PNG of ours is on
+    record even if a kill comes between, and --overwrite deletes only those names and the derived files.
+    """
+    settings = out / "sampling.json"
+    existing = sorted(p.name for p in out.iterdir() if IMAGE_NAME.match(p.name)) if out.is_dir() else []
+    before = _read_record(settings)
+    if existing and not (resume or overwrite):
+        choices = "--resume to continue that run, --overwrite to replace it" if resumable else "--overwrite to replace them"
+        raise FolderError(f"{str(out)!r} already holds {len(existing)} images: pass {choices}, or another --out")
+    ours = {image_name(i) for i in range(before.get("images_written", 0))}
+    if before and "images_written" not in before:  # a record from before the manifest: its images are ours
+        ours = set(existing)
+    if overwrite:
+        for name in sorted(ours) + ["grid.png", "samples.npz", "sampling.json"]:
+            (out / name).unlink(missing_ok=True)
+        existing, before, ours = [n for n in existing if n not in ours], {}, set()
+    foreign = [n for n in existing if n not in ours]
+    if foreign:
+        raise FolderError(f"{str(out)!r} holds images that sample.py did not write there ({', '.join(foreign[:3])}"
+                          f"{' ...' if len(foreign) > 3 else ''}): move them, or use another --out")
+    if existing:
+        changed = [k for k in record if before.get(k) != record[k]]
+        if changed:
+            raise FolderError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
+                              "resume with the same ones, or use --overwrite or another --out")
+    stored = {**record, "images_written": max([num, before.get("images_written", 0)]
+                                              + [int(n[:6]) + 1 for n in existing])}
+    if before != stored:
+        write_json(settings, stored)
+    done = set(existing)
+    return [i for i in range(num) if image_name(i) not in done]
+
+
+def _read_record(path: Path) -> dict:
+    """The folder's ``sampling.json``; an unreadable one (a kill mid-write, before writes were atomic) is empty."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def derived_files_match(out: Path, num: int) -> bool:
+    """``samples.npz`` holds ``num`` images and ``grid.png`` decodes."""
+    try:
+        with np.load(out / "samples.npz") as archive:
+            if len(archive["images"]) != num:
+                return False
+        with Image.open(out / "grid.png") as grid:
+            grid.verify()
+        return True
+    except (OSError, EOFError, KeyError, ValueError, SyntaxError):
+        return False
+
+
+def finish_image_folder(out: Path, num: int) -> None:
+    """``grid.png`` of the first images and ``samples.npz`` (uint8, N x H x W x C), streamed through a memmap."""
+    paths = [out / image_name(i) for i in range(num)]
+
+    def read(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            return np.atleast_3d(np.asarray(image))
+
+    first = read(paths[0])
+    scratch = out / f".samples.{os.getpid()}.npy"
+    images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(num, *first.shape))
+    try:
+        for i, path in enumerate(paths):
+            images[i] = read(path)
+        write_file(out / "samples.npz", functools.partial(_save_npz, images=images))
+        grid = png_bytes(make_grid(np.asarray(images[:GRID_IMAGES])))
+        write_file(out / "grid.png", lambda handle: handle.write(grid))
+    finally:
+        del images
+        scratch.unlink(missing_ok=True)
+
+
+def _save_npz(handle, images: np.ndarray) -> None:
+    np.savez(handle, images=images)
+
+
+def write_image_folder(image_set: ImageSet, out: Path, record: dict, overwrite: bool) -> None:
+    """A whole set as a sample folder (PNGs, sampling.json, samples.npz, grid.png); not resumable."""
+    todo = prepare_image_folder(out, len(image_set), record, False, overwrite, resumable=False)
+    for index, image in zip(todo, image_set.images.permute(0, 2, 3, 1).numpy()[todo]):
+        write_png(image, out / image_name(index))
+    finish_image_folder(out, len(image_set))

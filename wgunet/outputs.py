@@ -1,0 +1,71 @@
+"""The writing layer of the evaluation: each result as JSON, PNG figures and plain text, into one folder.
+
+Figures are made once as PNG bytes (wgunet.plots); the same bytes go to the folder and into report.html.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import write_file, write_json, write_text
+from .measures import ModeComparison, SpectrumResult
+from .plots import plot_modes, plot_probe, plot_spectra
+from .probe import ProbeResult, probe_table
+
+
+def write_png_bytes(path: Path, data: bytes) -> None:
+    write_file(path, lambda handle: handle.write(data))
+
+
+def spectrum_figure(result: SpectrumResult) -> bytes:
+    curves = {f"real ({result.reference})": result.real_spectrum,
+              **{name: s.spectrum for name, s in result.sets.items()}}
+    return plot_spectra(result.radius, curves)
+
+
+def write_spectrum(out: Path, result: SpectrumResult) -> bytes:
+    """``metrics.json`` and ``spectra.png``; returns the figure."""
+    figure = spectrum_figure(result)
+    write_json(out / "metrics.json", result.to_dict())
+    write_png_bytes(out / "spectra.png", figure)
+    return figure
+
+
+def write_probe(out: Path, result: ProbeResult) -> bytes:
+    """``probe.json``, ``probe.md`` (cut-off radius per model and t) and ``probe.png``; returns the figure."""
+    figure = plot_probe(result)
+    write_json(out / "probe.json", result.to_dict())
+    write_text(out / "probe.md", probe_table(result) + "\n")
+    write_png_bytes(out / "probe.png", figure)
+    return figure
+
+
+def write_modes(out: Path, comparison: ModeComparison) -> bytes:
+    """``finc.json`` (modes both ways, eigenvalues, sizes, top file names) and ``finc_modes.png``."""
+    figure = plot_modes(comparison.mode_rows())
+    write_json(out / "finc.json", comparison.to_dict())
+    write_png_bytes(out / "finc_modes.png", figure)
+    return figure
+
+
+def format_scores(result: SpectrumResult) -> str:
+    """A plain-text table of every score with its interval, one block per generated set."""
+    lines = []
+    for name, scores in result.sets.items():
+        lines.append(f"{name} ({scores.num} images vs {result.num_reference} reference)")
+        lines += [f"  {key:26s} {estimate.value:9.4f}  [{estimate.ci95[0]:.4f}, {estimate.ci95[1]:.4f}]"
+                  for key, estimate in scores.scores.items()]
+        if scores.fid_kid:
+            f = scores.fid_kid
+            lines.append(f"  {'fid':26s} {f.fid.value:9.4f}  [{f.fid.ci95[0]:.4f}, {f.fid.ci95[1]:.4f}]  "
+                         f"kid {f.kid_mean:.5f} +- {f.kid_std:.5f}  [{f.features}]")
+    return "\n".join(lines)
+
+
+def format_modes(comparison: ModeComparison) -> str:
+    result = comparison.result
+    lines = [f"features: {comparison.features}; sigma {result.sigma:.4g}, noise floor {result.noise_floor:.4g}"]
+    for modes, title in ((result.test_modes, "more in test"), (result.reference_modes, "missed by test")):
+        found = [f"{float(modes.eigenvalues[j]):.4f} (~{int(modes.sizes[j])} images)" for j in range(len(modes))]
+        lines.append(f"{title}: " + (", ".join(found) or "none"))
+    return "\n".join(lines)
