@@ -42,12 +42,45 @@ def test_the_planted_mode_is_the_top_test_mode(planted):
     assert torch.equal(again.test_modes.top, modes.top) and torch.equal(again.test_modes.eigenvalues, modes.eigenvalues)
 
 
+def clusters(counts, seed, dim=8):
+    """Gaussian clusters (std 0.5) around centres 10 apart, ``counts[j]`` points around centre j."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = 10 * torch.eye(dim)
+    return torch.cat([centres[j] + 0.5 * torch.randn(n, dim, generator=generator) for j, n in enumerate(counts)])
+
+
+def test_a_mode_size_counts_the_samples_in_excess():
+    """A novel cluster of 333 (absent from the reference) and an over-represented one (400 in the test set vs
+    250 expected from the reference's share): their sizes are those counts within 10%."""
+    novel = finc(clusters([200, 200, 200, 200, 333], 0), clusters([200, 200, 200, 200, 0], 1), sigma=2.0, r=1000)
+    assert abs(int(novel.test_modes.sizes[0]) - 333) <= 33, novel.test_modes.sizes
+    assert float(novel.test_modes.eigenvalues[0]) * 1133 < 300  # eigenvalue x n, the old size, undercounts
+    over = finc(clusters([400, 200, 200, 200], 2), clusters([200, 200, 200, 200], 3), sigma=2.0, r=1000)
+    excess = 400 - 1000 * 200 / 800  # n_test (p_test - p_reference) = 400 - 250
+    assert abs(int(over.test_modes.sizes[0]) - excess) <= 0.1 * excess, over.test_modes.sizes
+
+
+def test_each_direction_has_the_noise_floor_of_its_own_matrix(planted):
+    test, _, reference = planted
+    small, rho, r = test[:256], 0.5, 500
+    result = finc(small, reference, rho=rho, r=r)
+    phi = FourierFeatures(small.shape[1], r, result.sigma, seed=0)
+    noise_test, noise_reference = covariance(small, phi, seed=0)[1], covariance(reference, phi, seed=1)[1]
+
+    def floor(noise):
+        return 1.5 * float(torch.linalg.eigvalsh(noise).abs().max())
+
+    assert result.test_modes.noise_floor == pytest.approx(floor(noise_test + rho * noise_reference), rel=1e-5)
+    assert result.reference_modes.noise_floor == pytest.approx(floor(noise_reference + rho * noise_test), rel=1e-5)
+    assert result.reference_modes.noise_floor != pytest.approx(result.test_modes.noise_floor, rel=0.05)
+
+
 def test_no_mode_between_sets_of_the_same_mix():
     a, _ = shapes(800, uniform_mix(), 3)
     b, _ = shapes(800, uniform_mix(), 4)
     result = finc(a, b, r=1000)
     assert len(result.test_modes) == 0 and len(result.reference_modes) == 0
-    assert result.noise_floor > 0
+    assert result.test_modes.noise_floor > 0
 
 
 def exact_eigenvalues(x, y, sigma, rho):

@@ -63,6 +63,7 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
     assert set(scored) == {"student", "teacher", "student + STIG"} and all(s["num"] == 20 for s in scored.values())
     assert all("NOT comparable" in s["fid_kid"]["features"] for s in scored.values()) and set(metrics["probe"]["cutoff"]) >= {"student", "teacher"}
     assert {"test_modes", "reference_modes", "noise_floor"} <= set(metrics["finc"])
+    assert set(metrics["finc"]["noise_floor"]) == {"test", "reference"}
     assert f"report: {out}/report.html" in result.stdout
 
     page = (out / "report.html").read_text()

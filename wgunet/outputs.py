@@ -64,7 +64,8 @@ def format_scores(result: SpectrumResult) -> str:
 
 def format_modes(comparison: ModeComparison) -> str:
     result = comparison.result
-    lines = [f"features: {comparison.features}; sigma {result.sigma:.4g}, noise floor {result.noise_floor:.4g}"]
+    lines = [f"features: {comparison.features}; sigma {result.sigma:.4g}, noise floor {result.test_modes.noise_floor:.4g}"
+             f" (test) / {result.reference_modes.noise_floor:.4g} (reference)"]
     for modes, title in ((result.test_modes, "more in test"), (result.reference_modes, "missed by test")):
         found = [f"{float(modes.eigenvalues[j]):.4f} (~{int(modes.sizes[j])} images)" for j in range(len(modes))]
         lines.append(f"{title}: " + (", ".join(found) or "none"))

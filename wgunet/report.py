@@ -191,7 +191,9 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
                   ["sampler", f"{sampling['scheduler']}, {sampling['steps']} steps, seed {sampling['seed']}, "
                               f"{report.num_samples} images each"],
                   ["FID/KID features", spectrum.features],
-                  ["FINC features", f"{finc['features']}; sigma {finc['sigma']:.4g}, noise floor {finc['noise_floor']:.4g}"]]
+                  ["FINC features", f"{finc['features']}; sigma {finc['sigma']:.4g}, noise floor "
+                                    f"{finc['noise_floor']['test']:.4g} (student's modes) / "
+                                    f"{finc['noise_floor']['reference']:.4g} (teacher's)"]]
     if report.stig_refiner:
         setup_rows.append(["STIG refiner", report.stig_refiner])
     shown = min(GRID_IMAGES, report.num_samples)
