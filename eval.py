@@ -62,6 +62,10 @@ SHARED = {
     "--probe-images": dict(type=positive, default=256, help="real images the probe noises and denoises (default 256)"),
     "--seed": dict(type=int, default=0, help="seed (sampling: image i uses (seed, i); probe noise; FINC features)"),
     "--out": dict(required=True, help="output folder"),
+    "--convention": dict(default="seed", choices=["seed", "frequency_bias"],
+                         help="reduced-spectrum convention: seed (luma, DC removed, Hann window, rings of normalised "
+                         "radius; default) or frequency_bias (per RGB channel, no window, DC kept, rings of integer "
+                         "pixel radius, as autonomousvision/frequency_bias: curves comparable with published ones)"),
 }
 
 
@@ -77,7 +81,7 @@ def main() -> int:
     spectrum = commands.add_parser("spectrum", help="reduced spectra, spectral scores and FID/KID of image sets")
     spectrum.add_argument("--generated", action="append", required=True, metavar="[NAME=]SET",
                           help="a generated set (folder, .npz or sample folder); repeat for several (teacher, student, ...)")
-    add(spectrum, "--reference", "--out", "--features", "--teacher", "--bootstrap",
+    add(spectrum, "--reference", "--out", "--features", "--teacher", "--bootstrap", "--convention",
         out=dict(help="folder for metrics.json and spectra.png"))
     spectrum.add_argument("--no-fid", action="store_true", help="skip FID/KID")
     spectrum.add_argument("--num-images", type=positive, default=None,
@@ -127,7 +131,7 @@ def main() -> int:
     report = commands.add_parser("report", help="the whole evaluation of a student vs its teacher: metrics.json, report.html")
     report.add_argument("student", help="the student checkpoint: model folder, run folder, diffusers folder or Hub id")
     add(report, "--teacher", "--reference", "--out", "--features", "--timesteps", "--probe-images", "--bootstrap",
-        "--seed", out=dict(help="report folder; samples already in OUT/samples are reused"),
+        "--seed", "--convention", out=dict(help="report folder; samples already in OUT/samples are reused"),
         teacher=dict(help=f"the teacher checkpoint, sampled and scored beside the student (default {TEACHER})"))
     report.add_argument("--num-samples", type=positive, default=256, help="images sampled from each model (default 256)")
     report.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
@@ -163,7 +167,8 @@ def _spectrum(args: argparse.Namespace) -> None:
     from wgunet.outputs import format_scores
 
     result = spectrum(named(args.generated), args.reference, Path(args.out), features=args.features,
-                      teacher=args.teacher, num_images=args.num_images, bootstrap=args.bootstrap, fid=not args.no_fid)
+                      teacher=args.teacher, num_images=args.num_images, bootstrap=args.bootstrap, fid=not args.no_fid,
+                      convention=args.convention)
     print(format_scores(result))
     print(f"metrics: {args.out}/metrics.json\nplot: {args.out}/spectra.png")
 
@@ -202,7 +207,8 @@ def _stig(args: argparse.Namespace) -> None:
                         teacher=args.teacher, bootstrap=args.bootstrap, overwrite=args.overwrite)
     for stage, scores in (result.sets.items() if result else []):
         s = scores.scores
-        print(f"{stage:6s} LFD {s.lfd.value:.4f}  high-frequency ratio {s.high_frequency_ratio.value:.3f}  "
+        print(f"{stage:6s} LFD (STIG's) {s.lfd_stig.value:.3f}  LFD (mean |DFT|) {s.lfd_mean_magnitude.value:.4f}  "
+              f"high-frequency ratio {s.high_frequency_ratio.value:.3f}  "
               f"LSD {s.log_spectral_distance_db.value:.2f} dB  FID {scores.fid_kid.fid.value:.3f} [{scores.fid_kid.features}]")
     print(f"refined images: {args.out} (grid.png, samples.npz)")
 
@@ -215,7 +221,7 @@ def _report(args: argparse.Namespace) -> None:
                            scheduler=args.scheduler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                            device=args.device, features=args.features, finc_features=args.finc_features,
                            stig_refiner=args.stig_refiner, stig_steps=args.stig_steps, probe_timesteps=args.timesteps,
-                           probe_images=args.probe_images, bootstrap=args.bootstrap)
+                           probe_images=args.probe_images, bootstrap=args.bootstrap, convention=args.convention)
     print(format_scores(metrics.spectrum))
     print(f"report: {args.out}/report.html\nmetrics: {args.out}/metrics.json")
 

@@ -85,7 +85,7 @@ def main() -> None:
         model, _ = load_model(checkpoint)
         rows[name] = {"GMACs": macs_per_image(model) / 1e9, "params_M": count_parameters(model) / 1e6,
                       "images_per_second": record["images_per_second"],
-                      **{k: plain(getattr(scores, k)) for k in ("log_spectral_distance_db", "lfd", "high_frequency_ratio")},
+                      **{k: plain(getattr(scores, k)) for k in ("log_spectral_distance_db", "lfd_mean_magnitude", "high_frequency_ratio")},
                       "fid_teacher": plain(fid_scorer(image_set.images).fid), "finc_top_vs_teacher": top}
     write_json(out / "ablation.json", rows)
     print("| model | GMACs | params (M) | img/s (DDIM 50) | LSD dB | LFD | HF ratio | FID (teacher features) | FINC top vs teacher |")
@@ -93,7 +93,7 @@ def main() -> None:
     for name, r in rows.items():
         speed = f"{r['images_per_second']:.1f}" if r["images_per_second"] == r["images_per_second"] else "reused"
         top = "-" if name == "shipped teacher" else f"{r['finc_top_vs_teacher']:.3f}"
-        cells = [with_interval(r[k]) for k in ("log_spectral_distance_db", "lfd", "high_frequency_ratio", "fid_teacher")]
+        cells = [with_interval(r[k]) for k in ("log_spectral_distance_db", "lfd_mean_magnitude", "high_frequency_ratio", "fid_teacher")]
         print(f"| {name} | {r['GMACs']:.3f} | {r['params_M']:.2f} | {speed} | " + " | ".join(cells) + f" | {top} |")
 
 

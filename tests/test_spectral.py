@@ -25,12 +25,33 @@ def test_white_noise_has_a_flat_spectrum():
     assert away_from_dc.max() / away_from_dc.min() < 1.25
 
 
+@pytest.mark.parametrize("convention", ["seed", "frequency_bias"])
 @pytest.mark.parametrize("a", [1.0, 2.0, 3.0])
-def test_power_law_fields_give_their_slope(a):
-    radius, spectrum = reduced_spectrum(power_law_field(64, 64, 64, a))
-    band = (radius > 0.08) & (radius < 0.7)  # inside the inscribed circle, clear of the DC ring
+def test_power_law_fields_give_their_slope(a, convention):
+    radius, spectrum = reduced_spectrum(power_law_field(64, 64, 64, a)[:, None].expand(-1, 3, -1, -1),
+                                        convention=convention)
+    band = (radius > 0.15) & (radius < 0.7)  # inside the inscribed circle, clear of the DC ring
     slope = np.polyfit(np.log(radius[band].numpy()), np.log(spectrum.mean(0)[band].numpy()), 1)[0]
     assert abs(slope + a) < 0.15, slope
+
+
+def test_the_frequency_bias_convention_is_its_definition():
+    """Against the definition written out pixel by pixel: per channel |DFT|^2 (no window, DC kept), the Nyquist
+    row and column repeated so that the (N + 1)^2 grid is centred on DC, rings of floor(pixel radius)."""
+    images = torch.rand(2, 3, 8, 8)
+    radius, spectrum = reduced_spectrum(images, convention="frequency_bias")
+    power = torch.fft.fft2(images.double()).abs().pow(2)
+    frequencies = [0, 1, 2, 3, 4, -4, -3, -2, -1]  # both ends carry the Nyquist frequency, index 4
+    sums, counts = torch.zeros(2, 3, 6, dtype=torch.float64), torch.zeros(6)
+    for fy in frequencies:
+        for fx in frequencies:
+            ring = int(math.sqrt(fy**2 + fx**2))
+            sums[..., ring] += power[..., fy % 8, fx % 8]
+            counts[ring] += 1
+    assert torch.allclose(spectrum.double(), (sums / counts).mean(1), rtol=1e-5)
+    assert radius[0] == 0 and radius[-1] == pytest.approx(5 / (8 / math.sqrt(2)))  # DC kept; r = 1 at the corner
+    with pytest.raises(ValueError, match="square images"):
+        reduced_spectrum(torch.rand(1, 3, 8, 12), convention="frequency_bias")
 
 
 def test_a_sinusoid_peaks_at_its_radius_and_sizes_can_differ():
@@ -63,6 +84,33 @@ def test_spectral_scores_see_missing_high_frequencies_with_intervals():
     assert scores_blur.high_frequency_ratio.value < 0.3
     low, high = scores_blur.high_frequency_ratio.ci95
     assert low <= scores_blur.high_frequency_ratio.value <= high and high - low > 0
-    for name in ("log_spectral_distance_db", "lfd", "band_error_high"):
+    for name in ("log_spectral_distance_db", "lfd_mean_magnitude", "lfd_stig", "band_error_high"):
         assert getattr(scores_blur, name).value > getattr(scores_same, name).value
     assert scores_blur.band_error_high.value > scores_blur.band_error_low.value
+
+
+def test_lfd_stig_is_stigs_definition_without_the_uint8_wrap_around():
+    """STIG's evaluation, written out in numpy: per image log(1 + |fftshift(fft2)|) per channel, min-max over the
+    image, mean over the set, x 255 truncated to 8 bits, ln(1 + sum of squared differences) in integers. The
+    official script subtracts two uint8 arrays, which wraps around where the generated mean is larger."""
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    fake = (real.float() * 0.5 + 60).to(torch.uint8)  # low contrast: its normalised log spectrum is larger in places
+
+    def mean_8bit(images):
+        x = images.double().numpy() / 255
+        spectra = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(-2, -1))))
+        low = spectra.min(axis=(1, 2, 3), keepdims=True)
+        high = spectra.max(axis=(1, 2, 3), keepdims=True)
+        return np.floor(255 * ((spectra - low) / (high - low)).mean(0)).astype(np.int64)
+
+    difference = mean_8bit(real) - mean_8bit(fake)
+    expected = math.log1p(float((difference**2).sum()))
+    wrapped = math.log1p(float(((mean_8bit(real).astype(np.uint8) - mean_8bit(fake).astype(np.uint8)).astype(np.int64)
+                                 ** 2).sum()))
+    scores = spectral_scores(image_statistics(fake), image_statistics(real), bootstrap=20)
+    assert (difference < 0).any() and wrapped != pytest.approx(expected)  # the case the wrap-around gets wrong
+    assert scores.lfd_stig.value == pytest.approx(expected, rel=1e-4)
+    assert scores.lfd_stig.ci95[0] <= scores.lfd_stig.ci95[1]
+    same = spectral_scores(image_statistics(real), image_statistics(real), bootstrap=5)
+    assert same.lfd_stig.value == 0 and same.lfd_mean_magnitude.value == 0

@@ -36,12 +36,12 @@ def teacher_features(teacher: str) -> Callable[[], nn.Module]:
 
 
 def spectrum(generated: dict[str, str], reference: str, out: Path, *, features: str, teacher: str,
-             num_images: int | None, bootstrap: int, fid: bool) -> SpectrumResult:
+             num_images: int | None, bootstrap: int, fid: bool, convention: str = "seed") -> SpectrumResult:
     """Reduced spectra, spectral scores and FID/KID of generated sets: ``metrics.json``, ``spectra.png``."""
     sets = load_sets({**generated, "reference": reference}, num_images)
     reference_set = sets.pop("reference")
     scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features(teacher))) if fid else None
-    result = score_sets(sets, reference_set, scorer, bootstrap)
+    result = score_sets(sets, reference_set, scorer, bootstrap, convention)
     write_spectrum(out, result)
     return result
 

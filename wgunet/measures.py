@@ -25,6 +25,7 @@ class SetScores(Result):
 
 @dataclass
 class SpectrumResult(Result):
+    convention: str  # of the reduced spectra (spectral.CONVENTIONS)
     reference: str
     num_reference: int
     radius: list[float]
@@ -37,15 +38,15 @@ class SpectrumResult(Result):
         return next((s.fid_kid.features for s in self.sets.values() if s.fid_kid), None)
 
 
-def score_sets(sets: dict[str, ImageSet], reference: ImageSet, scorer: FidKid | None,
-               bootstrap: int = 200) -> SpectrumResult:
+def score_sets(sets: dict[str, ImageSet], reference: ImageSet, scorer: FidKid | None, bootstrap: int = 200,
+               convention: str = "seed") -> SpectrumResult:
     """Reduced spectra, spectral scores with 95% intervals and (with a scorer) FID/KID of each set vs the reference."""
     same_size(sets, reference)
-    real = image_statistics(reference.images)
-    result = SpectrumResult(reference.source, len(reference), real["radius"].tolist(),
+    real = image_statistics(reference.images, convention=convention)
+    result = SpectrumResult(convention, reference.source, len(reference), real["radius"].tolist(),
                             real["spectra"].mean(0).tolist(), {})
     for name, image_set in sets.items():
-        stats = image_statistics(image_set.images)
+        stats = image_statistics(image_set.images, convention=convention)
         result.sets[name] = SetScores(image_set.source, len(image_set), stats["spectra"].mean(0).tolist(),
                                       spectral_scores(stats, real, bootstrap),
                                       scorer(image_set.images) if scorer else None)

@@ -20,7 +20,7 @@ def write_png_bytes(path: Path, data: bytes) -> None:
 def spectrum_figure(result: SpectrumResult) -> bytes:
     curves = {f"real ({result.reference})": result.real_spectrum,
               **{name: s.spectrum for name, s in result.sets.items()}}
-    return plot_spectra(result.radius, curves)
+    return plot_spectra(result.radius, curves, f"reduced spectra ({result.convention} convention)")
 
 
 def write_spectrum(out: Path, result: SpectrumResult) -> bytes:

@@ -64,7 +64,7 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
                  steps: int | None = None, seed: int = 0, batch_size: int | None = None, device: str = "auto",
                  features: str = "auto", finc_features: str = "teacher", stig_refiner: str | None = None,
                  stig_steps: int | None = None, probe_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS,
-                 probe_images: int = 256, bootstrap: int = 200) -> Report:
+                 probe_images: int = 256, bootstrap: int = 200, convention: str = "seed") -> Report:
     """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``.
 
     Every checkpoint and image set is loaded once and handed on; bad input fails before minutes of sampling.
@@ -104,7 +104,7 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         bar.set_postfix_str("spectra, FID/KID")
         teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
         scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features))
-        spectrum = score_sets(samples, reference_set, scorer, bootstrap)
+        spectrum = score_sets(samples, reference_set, scorer, bootstrap, convention)
         figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
         bar.update()
         bar.set_postfix_str("probe")
@@ -154,7 +154,8 @@ def _figure(png: bytes, caption: str) -> str:
 
 SCORE_NOTES = {
     "log_spectral_distance_db": "log-spectral distance (dB), lower is better",
-    "lfd": "log frequency distance, lower is better",
+    "lfd_stig": "LFD as STIG computes it (8-bit mean log spectra), lower is better",
+    "lfd_mean_magnitude": "LFD on the sets' mean |DFT| (this project's), lower is better",
     "high_frequency_ratio": "high-band energy / real (r >= 2/3), 1 is ideal",
     "band_error_low": "low band (r < 1/3): mean |log10 power ratio|",
     "band_error_mid": "mid band (1/3 <= r < 2/3): mean |log10 power ratio|",

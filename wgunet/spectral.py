@@ -1,7 +1,13 @@
 """Reduced (azimuthally averaged) power spectra and the spectral scores between image sets (seed 000).
 
-reduced_spectrum: luma -> remove DC -> 2-D Hann window -> |DFT|^2, centred -> mean over rings of normalised
-radius r in [0, 1], r = 1 at the spectrum's corner (H / sqrt(2) for a square image). Batched torch.
+Two conventions (``reduced_spectrum(convention=...)``):
+- ``seed`` (default, the seed's definition): luma -> remove DC -> 2-D Hann window -> |DFT|^2, centred -> mean
+  over rings of normalised radius r in [0, 1], r = 1 at the spectrum's corner (H / sqrt(2) for a square image).
+- ``frequency_bias`` (autonomousvision/frequency_bias, so that curves compare with published ones): per RGB
+  channel, no window, DC kept, |DFT|^2 with the Nyquist row and column repeated at both ends (an odd
+  (N + 1)^2 grid centred on DC), mean over rings of integer pixel radius floor(sqrt(k^2 + l^2)), then the mean
+  over channels. Square images only, as in its code; its radius is reported as ring / (N / sqrt(2)), r = 1 at
+  the corner, so that the bands below mean the same frequencies in both.
 """
 
 from __future__ import annotations
@@ -52,14 +58,50 @@ def default_bins(height: int, width: int) -> int:
     return math.ceil(min(height, width) / math.sqrt(2))
 
 
+CONVENTIONS = ("seed", "frequency_bias")
+
+
 @torch.no_grad()
 def reduced_spectrum(images: torch.Tensor, bins: int | None = None, normalize: bool = False,
-                     log: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                     log: bool = False, convention: str = "seed") -> tuple[torch.Tensor, torch.Tensor]:
     """(radius (R,), spectrum (B, R)) of (B, C, H, W) or (B, H, W) images; empty rings are dropped.
 
     ``normalize`` divides each image's spectrum by its maximum power, ``log`` takes log10, as the seed's
     display form (the most powerful frequency is then 0).
     """
+    if convention == "frequency_bias":
+        radius, spectrum = _frequency_bias_spectrum(images)
+    elif convention == "seed":
+        radius, spectrum = _seed_spectrum(images, bins)
+    else:
+        raise ValueError(f"unknown spectrum convention {convention!r}; choose {' or '.join(CONVENTIONS)}")
+    if normalize:
+        spectrum = spectrum / spectrum.amax(dim=1, keepdim=True).clamp_min(1e-30)
+    if log:
+        spectrum = torch.log10(spectrum.clamp_min(1e-30))
+    return radius, spectrum
+
+
+def _frequency_bias_spectrum(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = (images if images.dim() == 4 else images[:, None]).float()
+    batch, channels, height, width = x.shape
+    if height != width:
+        raise ValueError(f"the frequency_bias convention is defined for square images, got {height} x {width}")
+    power = torch.fft.fft2(x).abs().pow(2)
+    if height % 2 == 0:  # the Nyquist row and column at both ends: an odd grid whose centre is DC
+        half = height // 2
+        power = torch.cat([power[..., : half + 1, :], power[..., half : half + 1, :], power[..., half + 1 :, :]], -2)
+        power = torch.cat([power[..., : half + 1], power[..., half : half + 1], power[..., half + 1 :]], -1)
+    power = torch.fft.fftshift(power, dim=(-2, -1))
+    offsets = torch.arange(power.shape[-1], device=x.device) - (power.shape[-1] - 1) / 2
+    ring = torch.sqrt(offsets[:, None] ** 2 + offsets[None, :] ** 2).long().flatten()
+    counts = torch.bincount(ring).float()
+    sums = torch.zeros(batch * channels, len(counts), device=x.device).index_add_(1, ring, power.flatten(0, 1).flatten(1))
+    spectrum = (sums / counts).view(batch, channels, -1).mean(1)
+    return torch.arange(len(counts), device=x.device) / (height / math.sqrt(2)), spectrum
+
+
+def _seed_spectrum(images: torch.Tensor, bins: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     gray = to_gray(images.float() if not images.is_floating_point() else images).float()
     height, width = gray.shape[-2:]
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
@@ -71,25 +113,30 @@ def reduced_spectrum(images: torch.Tensor, bins: int | None = None, normalize: b
     counts = torch.bincount(index, minlength=bins).float()
     sums = torch.zeros(power.shape[0], bins, device=gray.device).index_add_(1, index, power)
     keep = counts > 0
-    spectrum = sums[:, keep] / counts[keep]
-    if normalize:
-        spectrum = spectrum / spectrum.amax(dim=1, keepdim=True).clamp_min(1e-30)
-    if log:
-        spectrum = torch.log10(spectrum.clamp_min(1e-30))
-    return radius[keep], spectrum
+    return radius[keep], sums[:, keep] / counts[keep]
+
+
+def stig_log_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """STIG's per-image spectrum for its LFD: log(1 + |fftshift(fft2(x))|) per channel of [0, 1] images, min-max
+    scaled over each whole (C, H, W) image to [0, 1]; flattened to (B, C * H * W)."""
+    spectrum = torch.log1p(torch.fft.fftshift(torch.fft.fft2(images), dim=(-2, -1)).abs()).flatten(1)
+    low, high = spectrum.amin(1, keepdim=True), spectrum.amax(1, keepdim=True)
+    return (spectrum - low) / (high - low).clamp_min(1e-12)
 
 
 @torch.no_grad()
-def image_statistics(images: torch.Tensor, batch_size: int = 2048) -> dict[str, torch.Tensor]:
-    """Per-image reduced spectra and DFT magnitudes of uint8 or [0, 1] images (N, C, H, W), in batches."""
-    spectra, magnitudes, radius = [], [], None
+def image_statistics(images: torch.Tensor, batch_size: int = 2048, convention: str = "seed") -> dict[str, torch.Tensor]:
+    """Per-image reduced spectra, DFT magnitudes and STIG spectra of uint8 or [0, 1] images (N, C, H, W)."""
+    spectra, magnitudes, stig, radius = [], [], [], None
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         chunk = chunk.float() if images.is_floating_point() else to_unit(chunk)
-        radius, spectrum = reduced_spectrum(chunk)
+        radius, spectrum = reduced_spectrum(chunk, convention=convention)
         spectra.append(spectrum)
         magnitudes.append(torch.fft.fft2(chunk, norm="ortho").abs().flatten(1))
-    return {"radius": radius, "spectra": torch.cat(spectra), "magnitude": torch.cat(magnitudes)}
+        stig.append(stig_log_spectrum(chunk))
+    return {"radius": radius, "spectra": torch.cat(spectra), "magnitude": torch.cat(magnitudes),
+            "stig_spectrum": torch.cat(stig)}
 
 
 @dataclass(frozen=True)
@@ -97,7 +144,8 @@ class SpectralScores(Result):
     """Generated set vs reference set, each with its 95% bootstrap interval."""
 
     log_spectral_distance_db: Estimate  # RMS over rings of 10 log10(S_gen / S_ref); 0 is ideal
-    lfd: Estimate  # log frequency distance (see _scores); 0 is ideal
+    lfd_stig: Estimate  # LFD exactly as STIG's evaluation computes it (see _scores); 0 is ideal
+    lfd_mean_magnitude: Estimate  # this project's unpaired LFD on mean orthonormal |DFT| (see _scores); 0 is ideal
     high_frequency_ratio: Estimate  # power at r >= 2/3, generated / reference; 1 is ideal
     band_error_low: Estimate  # mean |log10 power ratio| for r < 1/3
     band_error_mid: Estimate  # ... for 1/3 <= r < 2/3
@@ -108,16 +156,21 @@ class SpectralScores(Result):
 
 
 def _scores(radius: torch.Tensor, generated: torch.Tensor, reference: torch.Tensor, generated_magnitude: torch.Tensor,
-            reference_magnitude: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Scores of mean spectra; every argument may carry a leading bootstrap dimension."""
+            reference_magnitude: torch.Tensor, generated_stig: torch.Tensor,
+            reference_stig: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scores of the sets' mean statistics; every argument may carry a leading bootstrap dimension."""
     log_ratio = torch.log10(generated.clamp_min(1e-30)) - torch.log10(reference.clamp_min(1e-30))
     high = radius >= BANDS["high"][0]
     scores = {
         # log-spectral distance in dB: RMS over rings of 10 log10(S_gen / S_ref)
         "log_spectral_distance_db": (10 * log_ratio).pow(2).mean(-1).sqrt(),
-        # LFD (Jiang et al. 2021, as STIG reports it): log(mean |F_real - F_fake|^2 + 1).
-        # OPEN (unpaired sets): F is each set's mean orthonormal-DFT magnitude per channel, images in [0, 1].
-        "lfd": torch.log((reference_magnitude - generated_magnitude).pow(2).mean(-1) + 1),
+        # STIG's LFD (its eval.py and utils/metric.py): each set's mean of stig_log_spectrum, quantised as its PNG
+        # round trip does (x 255, truncated to integers), then ln(1 + sum over H, W, C of the squared difference).
+        # Its script subtracts the two uint8 arrays, which wraps around; the difference is taken in integers here.
+        "lfd_stig": torch.log1p((torch.floor(255 * reference_stig) - torch.floor(255 * generated_stig)).pow(2).sum(-1)),
+        # The Focal Frequency Loss paper's LFD, log(mean |F_real - F_fake|^2 + 1), is paired (one fake per real
+        # image). OPEN (unpaired sets): F is each set's mean orthonormal-DFT magnitude per channel, images in [0, 1].
+        "lfd_mean_magnitude": torch.log((reference_magnitude - generated_magnitude).pow(2).mean(-1) + 1),
         # the spectral-bias headline: power at r >= 2/3, generated over reference (1 = no bias)
         "high_frequency_ratio": generated[..., high].sum(-1) / reference[..., high].sum(-1),
     }
@@ -132,19 +185,18 @@ def spectral_scores(generated: dict[str, torch.Tensor], reference: dict[str, tor
     """Each score's value and 95% bootstrap interval (both sets resampled with replacement, images as units)."""
     if not torch.equal(generated["radius"], reference["radius"]):
         raise ValueError("the generated and reference images differ in size; spectral scores need one size")
-    value = _scores(reference["radius"], generated["spectra"].mean(0), reference["spectra"].mean(0),
-                    generated["magnitude"].mean(0), reference["magnitude"].mean(0))
+    keys = ("spectra", "magnitude", "stig_spectrum")
+    value = _scores(reference["radius"], *[s[k].mean(0) for k in keys for s in (generated, reference)])
     generator = torch.Generator().manual_seed(seed)
 
-    def resampled_means(stats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def resampled_means(stats: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         n = len(stats["spectra"])
         draws = torch.randint(0, n, (bootstrap, n), generator=generator)
         weights = torch.zeros(bootstrap, n).scatter_add_(1, draws, torch.full((bootstrap, n), 1.0 / n))
-        return weights @ stats["spectra"], weights @ stats["magnitude"]
+        return [weights @ stats[k] for k in keys]
 
-    generated_spectra, generated_magnitude = resampled_means(generated)
-    reference_spectra, reference_magnitude = resampled_means(reference)
-    samples = _scores(reference["radius"], generated_spectra, reference_spectra, generated_magnitude, reference_magnitude)
+    generated_means, reference_means = resampled_means(generated), resampled_means(reference)
+    samples = _scores(reference["radius"], *[m for pair in zip(generated_means, reference_means) for m in pair])
     return SpectralScores(**{name: Estimate(float(value[name]), (float(samples[name].quantile(0.025)),
                                                                  float(samples[name].quantile(0.975))))
                              for name in value})
