@@ -11,8 +11,8 @@ from wgunet.ladder import circular_blur
 from wgunet.metrics import psnr
 from wgunet.runs import RunError
 from wgunet.spectral import image_statistics, normalized_radius, spectral_scores
-from wgunet.stig import (StigConfig, StigError, Translator, from_spectrum, load_refiner, refine, to_spectrum,
-                         train_refiner)
+from wgunet.stig import (Batch, PatchNCE, Refiner, StigConfig, StigError, Translator, from_spectrum, generator_losses,
+                         load_refiner, low_frequency_mask, lsgan_real, refine, to_spectrum, train_refiner)
 
 
 def test_the_magnitude_and_phase_round_trip_is_exact():
@@ -29,6 +29,35 @@ def test_the_magnitude_and_phase_round_trip_is_exact():
     refined = translator(log_magnitude)
     dc = normalized_radius(32, 32) == 0
     assert torch.equal(refined[..., dc], log_magnitude[..., dc]) and not torch.equal(refined, log_magnitude)
+
+
+def test_stigs_own_terms_reach_the_translator():
+    """The profile discriminator scores the reduced spectrum (so a 90-degree rotation of a square spectrum, which
+    keeps every ring, keeps its score) and its gradient reaches the translator; the SSIM terms are computed in the
+    image domain; PatchNCE's keys are detached as in CUT (no gradient through the input side)."""
+    config = StigConfig(channels=8, discriminator_channels=8)
+    refiner = Refiner(config, 3, 16)
+    spectrum = to_spectrum(torch.rand(2, 3, 16, 16))[0]
+    profile = refiner.profile_discriminator
+    assert profile.linear.in_features == 3 * 12  # 3 channels x ceil(16 / sqrt 2) rings
+    assert torch.allclose(profile(spectrum), profile(spectrum.rot90(1, (-2, -1)).roll((1, 0), (-2, -1))), atol=1e-5)
+    lsgan_real(profile(refiner.translator(spectrum))).backward()
+    assert refiner.translator.decoder[-1].weight.grad.abs().sum() > 0
+
+    images = load_image_set("patches:heldout", 16).images
+    fake, real = Batch.of(circular_blur(images[:4])), Batch.of(images[4:8])
+    terms, _ = generator_losses(refiner, config, fake, real, low_frequency_mask(16, 0.15), torch.Generator())
+    assert {"profile", "ssim_real", "ssim_generated"} <= set(terms) and torch.isfinite(terms["loss"])
+    assert terms["ssim_real"] < 1e-4  # an untrained refiner is the identity: SSIM of an image with itself
+    off = StigConfig(channels=8, discriminator_channels=8, lambda_profile=0, lambda_ssim_real=0, lambda_ssim_generated=0)
+    assert not {"profile", "ssim_real", "ssim_generated"} & set(generator_losses(
+        Refiner(off, 3, 16), off, fake, real, low_frequency_mask(16, 0.15), torch.Generator())[0])
+
+    for detach in (True, False):
+        source = [torch.randn(2, 8, 4, 4, requires_grad=True)]
+        nce = PatchNCE([8], detach_keys=detach)
+        nce(source, [torch.randn(2, 8, 4, 4, requires_grad=True)], 8, torch.Generator()).backward()
+        assert (source[0].grad is None) == detach
 
 
 @pytest.mark.slow

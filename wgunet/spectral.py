@@ -107,13 +107,22 @@ def _seed_spectrum(images: torch.Tensor, bins: int | None) -> tuple[torch.Tensor
     gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
     window = torch.outer(torch.hann_window(height, periodic=False, device=gray.device),
                          torch.hann_window(width, periodic=False, device=gray.device))
-    power = torch.fft.fftshift(torch.fft.fft2(gray * window).abs().pow(2), dim=(-2, -1)).flatten(1)
-    bins = bins or default_bins(height, width)
-    index, radius = _rings(height, width, bins, gray.device)
-    counts = torch.bincount(index, minlength=bins).float()
-    sums = torch.zeros(power.shape[0], bins, device=gray.device).index_add_(1, index, power)
+    power = torch.fft.fftshift(torch.fft.fft2(gray * window).abs().pow(2), dim=(-2, -1))
+    radius, means, counts = ring_mean(power, bins)
     keep = counts > 0
-    return radius[keep], sums[:, keep] / counts[keep]
+    return radius[keep], means[:, keep]
+
+
+def ring_mean(values: torch.Tensor, bins: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ring radius (R,), mean of centred (..., H, W) values over each ring of normalised radius (..., R), pixels per
+    ring (R,)); empty rings (none for square images) hold 0. Differentiable: STIG's profile discriminator uses it."""
+    height, width = values.shape[-2:]
+    bins = bins or default_bins(height, width)
+    index, radius = _rings(height, width, bins, values.device)
+    counts = torch.bincount(index, minlength=bins).float()
+    flat = values.flatten(-2)
+    sums = torch.zeros(*flat.shape[:-1], bins, device=values.device, dtype=values.dtype).index_add_(-1, index, flat)
+    return radius, sums / counts.clamp_min(1), counts
 
 
 def stig_log_spectrum(images: torch.Tensor) -> torch.Tensor:

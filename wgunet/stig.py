@@ -6,12 +6,19 @@ rebuilt from the refined magnitude and its own phase:
     x -> F = DFT(x) per channel, centred -> log(|F| + floor) -> translator -> exp(.) - floor = |F'|
       -> x' = IDFT(|F'| e^{i angle F}), clipped to [0, 1]
 
-Losses (CUT, Park et al. 2020, as STIG uses them; scaled down for 32x32 CPU runs):
-    L = l_gan * LSGAN(PatchGAN on spectra) + l_nce * PatchNCE(input, output)
-        + l_nce * PatchNCE(real, translator(real))   [CUT's identity NCE]
-        + l_idt * L1(translator(real), real)          [identity on real spectra]
+Losses (CUT, Park et al. 2020, as STIG uses them, plus STIG's own terms; scaled down for 32x32 CPU runs):
+    L = l_gan * LSGAN(PatchGAN on spectra) + l_profile * LSGAN(profile discriminator)   [STIG's spectral profile]
+        + l_nce * PatchNCE(input, output) + l_nce * PatchNCE(real, translator(real))    [CUT's identity NCE]
+        + l_idt * L1(translator(real), real)           [identity on real spectra]
+        + l_ssim_real * (1 - SSIM(x'_real, x_real)) + l_ssim_gen * (1 - SSIM(x'_gen, x_gen))   [STIG, image domain]
         + l_low * L1 over the low frequencies          [keep what the generator got right]
     and the DC term (each channel's mean) passes through unchanged.
+
+What differs from the paper: the translator is a small CUT ResNet, not its UNet++ (24.8 M parameters); it works
+on log(|F| + floor), not on log(1 + |F|) min-max scaled per batch; the discriminators are LSGAN without STIG's
+sigmoid; PatchNCE compares three encoder levels with detached keys as the paper and CUT describe (the official
+code's loss sees only level 0, and applies lambda_NCE twice); the schedule is CUT's, for 1000 steps, not the
+paper's batch 1 over 10 epochs. Each of STIG's additions has a weight (0 switches it off) for ablation.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 from tqdm.auto import tqdm
 
 from .cli import UserError
 from .data import to_unit, unit_to_uint8
 from .files import atomic_folder, folder_lock, write_json
 from .runs import Run
-from .spectral import normalized_radius
+from .spectral import default_bins, normalized_radius, ring_mean
 from .state import StateError, load_tree, save_tree
 
 LOG_SCALE = 8.0  # log |F| / LOG_SCALE is within about [-1, 1] for images in [0, 1]
@@ -62,6 +70,12 @@ class StigConfig:
     lambda_nce: float = 1.0
     lambda_identity: float = 1.0
     lambda_low: float = 10.0
+    # STIG's own terms (paper weights 3, 3 and 1): a discriminator on the spectral profile, the azimuthal mean of
+    # the spectrum ("spectral filter profile"), and SSIM identities of the rebuilt images; 0 switches one off
+    lambda_profile: float = 3.0
+    lambda_ssim_real: float = 3.0
+    lambda_ssim_generated: float = 1.0
+    nce_detach_keys: bool = True  # CUT and STIG detach PatchNCE's keys; False is this project's first version
     low_radius: float = 0.15  # normalised radius (1 = corner) below which the spectrum is kept
     lr: float = 1e-3  # CUT: 2e-4; 5x for runs of a few hundred steps, decayed to zero over the second half
     betas: tuple[float, float] = (0.5, 0.999)
@@ -171,6 +185,18 @@ class PatchDiscriminator(nn.Module):
         return self.net(with_radius(x))
 
 
+class ProfileDiscriminator(nn.Module):
+    """STIG's spectral-profile discriminator: a linear real/fake score of the reduced (ring-averaged) spectrum of
+    each channel. OPEN: LSGAN like the PatchGAN here, where STIG puts a sigmoid before its MSE."""
+
+    def __init__(self, in_channels: int, size: int):
+        super().__init__()
+        self.linear = nn.Linear(in_channels * default_bins(size, size), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(ring_mean(x)[1].flatten(1))
+
+
 class PatchNCE(nn.Module):
     """CUT's patch-wise contrastive loss: a patch of the output must match the input patch at the same place.
 
@@ -178,10 +204,10 @@ class PatchNCE(nn.Module):
     patch at that location is the positive, the input patches at the other sampled locations the negatives.
     """
 
-    def __init__(self, widths: list[int], dim: int = 64, temperature: float = 0.07):
+    def __init__(self, widths: list[int], dim: int = 64, temperature: float = 0.07, detach_keys: bool = True):
         super().__init__()
         self.heads = nn.ModuleList(nn.Sequential(nn.Linear(w, dim), nn.ReLU(True), nn.Linear(dim, dim)) for w in widths)
-        self.temperature = temperature
+        self.temperature, self.detach_keys = temperature, detach_keys
 
     def forward(self, source: list[torch.Tensor], target: list[torch.Tensor], patches: int,
                 generator: torch.Generator) -> torch.Tensor:
@@ -190,6 +216,7 @@ class PatchNCE(nn.Module):
             b, c, h, w = s.shape
             where = torch.randperm(h * w, generator=generator)[:patches].to(s.device)
             keys = F.normalize(head(s.flatten(2)[:, :, where].transpose(1, 2)), dim=-1)  # (B, P, D)
+            keys = keys.detach() if self.detach_keys else keys  # CUT: only the output side (queries) learns
             queries = F.normalize(head(t.flatten(2)[:, :, where].transpose(1, 2)), dim=-1)
             logits = queries @ keys.transpose(1, 2) / self.temperature  # (B, P, P): diagonal = positives
             labels = torch.arange(len(where), device=s.device).expand(b, -1)
@@ -200,32 +227,72 @@ class PatchNCE(nn.Module):
 class Refiner(nn.Module):
     """Everything STIG trains; only ``translator`` is needed to refine images."""
 
-    def __init__(self, config: StigConfig, in_channels: int = 3):
+    def __init__(self, config: StigConfig, in_channels: int = 3, size: int = 32):
         super().__init__()
         self.translator = Translator(in_channels, config.channels, config.blocks)
         self.discriminator = PatchDiscriminator(in_channels, config.discriminator_channels)
+        self.profile_discriminator = ProfileDiscriminator(in_channels, size)
         with torch.no_grad():
             widths = [f.shape[1] for f in self.translator(torch.zeros(1, in_channels, 8, 8), config.nce_layers)]
-        self.nce = PatchNCE(widths, temperature=config.nce_temperature)
+        self.nce = PatchNCE(widths, temperature=config.nce_temperature, detach_keys=config.nce_detach_keys)
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return list(self.discriminator.parameters()) + list(self.profile_discriminator.parameters())
+
+
+@dataclass
+class Batch:
+    """Spectra of a batch of images (to_spectrum) and the images themselves in [0, 1]."""
+
+    spectrum: torch.Tensor
+    phase: torch.Tensor
+    images: torch.Tensor
+
+    @staticmethod
+    def of(images: torch.Tensor) -> Batch:
+        unit = to_unit(images)
+        return Batch(*to_spectrum(unit), unit)
+
+    def __getitem__(self, index: torch.Tensor) -> Batch:
+        return Batch(self.spectrum[index], self.phase[index], self.images[index])
+
+
+def lsgan_real(score: torch.Tensor) -> torch.Tensor:
+    return (score - 1).pow(2).mean()
 
 
 # ---- training ----------------------------------------------------------------------------------------------
-def generator_losses(refiner: Refiner, config: StigConfig, fake: torch.Tensor, real: torch.Tensor,
-                     low: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    translator = refiner.translator
-    refined, real_identity = translator(fake), translator(real)
-    layers = config.nce_layers
+def generator_losses(refiner: Refiner, config: StigConfig, fake: Batch, real: Batch, low: torch.Tensor,
+                     generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The translator's loss terms (and ``loss``, their weighted sum), and the refined fake spectra."""
+    translator, layers = refiner.translator, config.nce_layers
+    refined, real_identity = translator(fake.spectrum), translator(real.spectrum)
     terms = {
-        "gan": (refiner.discriminator(refined) - 1).pow(2).mean(),  # LSGAN
-        "nce": refiner.nce(translator(fake, layers), translator(refined, layers), config.nce_patches, generator)
-        + refiner.nce(translator(real, layers), translator(real_identity, layers), config.nce_patches, generator),
-        "identity": (real_identity - real).abs().mean(),
-        "low": ((refined - fake).abs() * low).sum() / (low.sum() * fake.shape[0] * fake.shape[1]),
+        "gan": lsgan_real(refiner.discriminator(refined)),
+        "nce": refiner.nce(translator(fake.spectrum, layers), translator(refined, layers), config.nce_patches, generator)
+        + refiner.nce(translator(real.spectrum, layers), translator(real_identity, layers), config.nce_patches,
+                      generator),
+        "identity": (real_identity - real.spectrum).abs().mean(),
+        "low": ((refined - fake.spectrum).abs() * low).sum() / (low.sum() * refined.shape[0] * refined.shape[1]),
     }
     weights = {"gan": config.lambda_gan, "nce": config.lambda_nce, "identity": config.lambda_identity,
                "low": config.lambda_low}
+    if config.lambda_profile:
+        terms["profile"], weights["profile"] = lsgan_real(refiner.profile_discriminator(refined)), config.lambda_profile
+    if config.lambda_ssim_real:
+        terms["ssim_real"] = 1 - ssim(from_spectrum(real_identity, real.phase), real.images, data_range=1.0)
+        weights["ssim_real"] = config.lambda_ssim_real
+    if config.lambda_ssim_generated:
+        terms["ssim_generated"] = 1 - ssim(from_spectrum(refined, fake.phase), fake.images, data_range=1.0)
+        weights["ssim_generated"] = config.lambda_ssim_generated
     terms["loss"] = sum(weights[k] * terms[k] for k in weights)
-    return terms
+    return terms, refined
+
+
+def discriminator_loss(refiner: Refiner, config: StigConfig, real: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
+    """LSGAN: real spectra -> 1, refined ones -> 0, for the PatchGAN and (when used) the profile discriminator."""
+    discriminators = [refiner.discriminator] + ([refiner.profile_discriminator] if config.lambda_profile else [])
+    return sum(0.5 * (lsgan_real(d(real)) + d(refined).pow(2).mean()) for d in discriminators)
 
 
 def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, config: StigConfig,
@@ -241,10 +308,10 @@ def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, 
 
 def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config: StigConfig) -> Path:
     torch.manual_seed(config.seed)
-    refiner = Refiner(config, generated.shape[1])
+    refiner = Refiner(config, generated.shape[1], generated.shape[-1])
     g_params = list(refiner.translator.parameters()) + list(refiner.nce.parameters())
     g_optimizer = torch.optim.Adam(g_params, config.lr, betas=config.betas)
-    d_optimizer = torch.optim.Adam(refiner.discriminator.parameters(), config.lr, betas=config.betas)
+    d_optimizer = torch.optim.Adam(refiner.discriminator_parameters(), config.lr, betas=config.betas)
     generator = torch.Generator().manual_seed(config.seed)
     latest, state = run.resume_point(_read_checkpoint)
     step = 0
@@ -254,7 +321,7 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
         d_optimizer.load_state_dict(state["d"])
         generator.set_state(state["generator"])
         step = int(state["step"])
-    fake_spectra, real_spectra = to_spectrum(to_unit(generated))[0], to_spectrum(to_unit(real))[0]
+    fakes, reals = Batch.of(generated), Batch.of(real)
     low = low_frequency_mask(generated.shape[-1], config.low_radius)
     run.open_log(step)
     run.write_config(asdict(config))
@@ -263,18 +330,15 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
         # CUT's schedule: constant for the first half, then linear decay to zero, which settles the adversarial game
         for group in g_optimizer.param_groups + d_optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, 2 * (1 - step / config.steps))
-        fake = fake_spectra[torch.randint(0, len(fake_spectra), (config.batch_size,), generator=generator)]
-        real_batch = real_spectra[torch.randint(0, len(real_spectra), (config.batch_size,), generator=generator)]
-        terms = generator_losses(refiner, config, fake, real_batch, low, generator)
+        fake = fakes[torch.randint(0, len(generated), (config.batch_size,), generator=generator)]
+        real_batch = reals[torch.randint(0, len(real), (config.batch_size,), generator=generator)]
+        terms, refined = generator_losses(refiner, config, fake, real_batch, low, generator)
         if not torch.isfinite(terms["loss"]):
             raise run.non_finite(step + 1, ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items()), "lower --lr")
         g_optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         g_optimizer.step()
-        # LSGAN discriminator: real spectra -> 1, refined ones -> 0
-        with torch.no_grad():
-            refined = refiner.translator(fake)
-        d_loss = 0.5 * ((refiner.discriminator(real_batch) - 1).pow(2).mean() + refiner.discriminator(refined).pow(2).mean())
+        d_loss = discriminator_loss(refiner, config, real_batch.spectrum, refined.detach())
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         d_optimizer.step()
