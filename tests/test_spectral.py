@@ -114,3 +114,5 @@ def test_lfd_stig_is_stigs_definition_without_the_uint8_wrap_around():
     assert scores.lfd_stig.ci95[0] <= scores.lfd_stig.ci95[1]
     same = spectral_scores(image_statistics(real), image_statistics(real), bootstrap=5)
     assert same.lfd_stig.value == 0 and same.lfd_mean_magnitude.value == 0
+    point = spectral_scores(image_statistics(fake), image_statistics(real), bootstrap=0).lfd_stig  # no resampling
+    assert point.value == scores.lfd_stig.value and point.ci95 == (point.value, point.value)
