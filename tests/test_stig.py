@@ -69,15 +69,17 @@ def test_a_trained_refiner_restores_low_passed_real_images(tmp_path):
     folder = train_refiner(blurred, real, tmp_path, StigConfig(checkpoint_every=500))
     refined = refine(load_refiner(folder), blurred)
     # Adversarial training is seed-sensitive (README, STIG: bench/stig_restoration.py over seeds 0-4); this test
-    # pins seed 0.
+    # pins seed 0. With STIG's SSIM and profile terms (the default) the high-band gap falls by 28-42% over seeds
+    # 0-4 (29% at seed 0), the LFDs by about 90% (STIG's from 13.6 to under 10.3), and PSNR rises by ~4 dB.
     # measured against the real images that were low-passed: what the refiner should give back
     target = image_statistics(originals)
     before = spectral_scores(image_statistics(blurred), target, bootstrap=10)
     after = spectral_scores(image_statistics(refined), target, bootstrap=10)
-    assert after.lfd_mean_magnitude.value <= 0.7 * before.lfd_mean_magnitude.value
+    assert after.lfd_mean_magnitude.value <= 0.3 * before.lfd_mean_magnitude.value
+    assert after.lfd_stig.value <= before.lfd_stig.value - 2.5
     gap_before = abs(1 - before.high_frequency_ratio.value)
     gap_after = abs(1 - after.high_frequency_ratio.value)
-    assert gap_after <= 0.7 * gap_before
+    assert gap_after <= 0.8 * gap_before
     assert psnr(refined, originals) >= psnr(blurred, originals)
 
 
