@@ -42,7 +42,7 @@ def main() -> None:
     before = spectral_scores(image_statistics(blurred), target, bootstrap=10)
     gap_before = abs(1 - before.high_frequency_ratio.value)
     print(f"blurred: HF ratio {before.high_frequency_ratio.value:.4f}, PSNR {psnr(blurred, originals):.2f} dB")
-    print("| seed | HF gap cut | HF ratio after | LFD (mean |DFT|) cut | LFD (STIG) before -> after | PSNR after (dB) | seconds |\n"
+    print("| seed | HF gap cut | HF ratio after | LFD (mean magnitude) cut | LFD (STIG) before -> after | PSNR after (dB) | seconds |\n"
           "|---|---:|---:|---:|---:|---:|---:|")
     for seed in args.seeds:
         started = time.perf_counter()
