@@ -88,7 +88,7 @@ def main() -> None:
                       **{k: plain(getattr(scores, k)) for k in ("log_spectral_distance_db", "lfd_mean_magnitude", "high_frequency_ratio")},
                       "fid_teacher": plain(fid_scorer(image_set.images).fid), "finc_top_vs_teacher": top}
     write_json(out / "ablation.json", rows)
-    print("| model | GMACs | params (M) | img/s (DDIM 50) | LSD dB | LFD | HF ratio | FID (teacher features) | FINC top vs teacher |")
+    print("| model | GMACs | params (M) | img/s (DDIM 50) | LSD dB | LFD (mean magnitude) | HF ratio | FID (teacher features) | FINC top vs teacher |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         speed = f"{r['images_per_second']:.1f}" if r["images_per_second"] == r["images_per_second"] else "reused"
