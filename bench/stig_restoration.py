@@ -1,6 +1,6 @@
 """STIG's restoration task over several seeds: the numbers behind the README's STIG table.
 
-    .venv/bin/python bench/stig_restoration.py [--seeds 0 1 2 3 4] [--lambda-gan 5] [--variant stig|cut|first]
+    .venv/bin/python bench/stig_restoration.py [--seeds 0 1 2 3 4] [--lambda-gan 5] [--variant stig|cut|first|paper] [--steps 1000]
 
 The task of tests/test_stig.py (which pins seed 0): 512 held-out real patches, Gaussian-blurred (sigma 1 px),
 a refiner trained for the default 1000 steps on them against the other held-out patches, scored against the
@@ -19,11 +19,11 @@ from wgunet.images import load_image_set
 from wgunet.ladder import circular_blur
 from wgunet.metrics import psnr
 from wgunet.spectral import image_statistics, spectral_scores
-from wgunet.stig import StigConfig, load_refiner, refine, train_refiner
+from wgunet.stig import StigConfig, load_refiner, paper_config, refine, train_refiner
 
 
 CUT_ONLY = {"lambda_profile": 0.0, "lambda_ssim_real": 0.0, "lambda_ssim_generated": 0.0}
-VARIANTS = {"stig": {}, "cut": CUT_ONLY, "first": CUT_ONLY | {"nce_detach_keys": False}}
+VARIANTS = {"stig": {}, "cut": CUT_ONLY, "first": CUT_ONLY | {"nce_detach_keys": False}, "paper": None}
 
 
 def main() -> None:
@@ -32,7 +32,9 @@ def main() -> None:
     parser.add_argument("--lambda-gan", type=float, default=StigConfig.lambda_gan, help="adversarial weight")
     parser.add_argument("--variant", default="stig", choices=list(VARIANTS),
                         help="stig: the default config, with STIG's profile discriminator and SSIM terms; cut: without "
-                        "them (CUT's losses only); first: cut with PatchNCE keys not detached (the project's first version)")
+                        "them (CUT's losses only); first: cut with PatchNCE keys not detached (the project's first "
+                        "version); paper: stig.paper_config (UNet++ translator, batch 1, lr 8e-5)")
+    parser.add_argument("--steps", type=int, default=1000, help="refiner training steps")
     args = parser.parse_args()
     images = load_image_set("patches:heldout", 32).images
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
@@ -47,7 +49,11 @@ def main() -> None:
     for seed in args.seeds:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            config = StigConfig(seed=seed, lambda_gan=args.lambda_gan, checkpoint_every=10_000, **VARIANTS[args.variant])
+            if args.variant == "paper":
+                config = paper_config(seed=seed, checkpoint_every=10_000, steps=args.steps)
+            else:
+                config = StigConfig(seed=seed, lambda_gan=args.lambda_gan, checkpoint_every=10_000, steps=args.steps,
+                                    **VARIANTS[args.variant])
             refined = refine(load_refiner(train_refiner(blurred, real, folder, config)), blurred)
         after = spectral_scores(image_statistics(refined), target, bootstrap=10)
         ratio = after.high_frequency_ratio.value

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,8 +12,10 @@ from wgunet.ladder import circular_blur
 from wgunet.metrics import psnr
 from wgunet.runs import RunError
 from wgunet.spectral import image_statistics, normalized_radius, spectral_scores
-from wgunet.stig import (Batch, PatchNCE, Refiner, StigConfig, StigError, Translator, from_spectrum, generator_losses,
-                         load_refiner, low_frequency_mask, lsgan_real, refine, to_spectrum, train_refiner)
+from wgunet.stats import count_parameters
+from wgunet.stig import (Batch, NestedUNet, PatchNCE, Refiner, StigConfig, StigError, Translator, from_spectrum,
+                         generator_losses, load_refiner, low_frequency_mask, lsgan_real, paper_config, refine,
+                         to_spectrum, train_refiner)
 
 
 def test_the_magnitude_and_phase_round_trip_is_exact():
@@ -58,6 +61,28 @@ def test_stigs_own_terms_reach_the_translator():
         nce = PatchNCE([8], detach_keys=detach)
         nce(source, [torch.randn(2, 8, 4, 4, requires_grad=True)], 8, torch.Generator()).backward()
         assert (source[0].grad is None) == detach
+
+
+def test_the_paper_preset_has_the_published_sizes_trains_and_resumes(tmp_path):
+    """STIG's UNet++ translator (24.8 M) and PatchGAN (1.56 M) within 5%; a few steps at the paper's batch 1,
+    stopped and resumed, repeat the uninterrupted losses; the saved refiner is a UNet++ and refines images."""
+    config = paper_config(steps=3, checkpoint_every=1)
+    refiner = Refiner(config, 3, 32)
+    assert count_parameters(refiner.translator) == pytest.approx(24.8e6, rel=0.05)
+    assert count_parameters(refiner.discriminator) == pytest.approx(1.56e6, rel=0.05)
+    images = load_image_set("patches:heldout", 32).images[:8]
+    folder = train_refiner(images[:4], images[4:], tmp_path / "a", config)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # the same run, stopped after step 2 (the lr decays from 20%,
+    shutil.rmtree(tmp_path / "b" / "checkpoints" / "step-000003")  # so a shorter run would not be the same run)
+    shutil.rmtree(tmp_path / "b" / "refiner")
+    train_refiner(images[:4], images[4:], tmp_path / "b", config, resume=True)
+    losses = [[json.loads(row)["loss"] for row in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+              for run in ("a", "b")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5) and len(losses[0]) == 3
+    translator = load_refiner(folder)
+    assert isinstance(translator, NestedUNet)
+    refined = refine(translator, images[:2])
+    assert refined.shape == (2, 3, 32, 32) and refined.dtype == torch.uint8
 
 
 @pytest.mark.slow

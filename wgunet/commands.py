@@ -17,7 +17,7 @@ from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
 from .metrics import FidKid
 from .outputs import write_modes, write_probe, write_spectrum
 from .probe import ProbeResult, spectral_probe
-from .stig import StigConfig, load_refiner, refine, train_refiner
+from .stig import StigConfig, load_refiner, paper_config, refine, train_refiner
 from .teacher import load_teacher
 
 
@@ -70,10 +70,12 @@ def modes(test: str, reference: str, out: Path, *, features: str, teacher: str, 
     return comparison
 
 
-def stig_train(generated: str, real: str, out: Path, *, resume: bool, **overrides) -> Path:
-    """Train a STIG refiner from generated toward real spectra; returns the refiner folder (``out/refiner``)."""
+def stig_train(generated: str, real: str, out: Path, *, resume: bool, preset: str = "compact", **overrides) -> Path:
+    """Train a STIG refiner from generated toward real spectra; returns the refiner folder (``out/refiner``).
+    ``preset``: "compact" (StigConfig's defaults) or "paper" (stig.paper_config); set overrides win."""
     sets = load_sets({"generated": generated, "real": real})
-    config = StigConfig(**{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = paper_config(**given) if preset == "paper" else StigConfig(**given)
     return train_refiner(sets["generated"].images, sets["real"].images, out, config, resume)
 
 

@@ -58,6 +58,9 @@ class StigError(UserError):
 
 @dataclass
 class StigConfig:
+    # "compact": the CPU default below. "paper": STIG's UNet++ translator (~24.8 M parameters) and its sigmoid
+    # PatchGAN (~1.56 M); build it with paper_config(), which also sets the paper's weights and schedule.
+    architecture: str = "compact"
     channels: int = 16  # translator width (CUT: 64)
     blocks: int = 2  # ResNet blocks (CUT: 9)
     discriminator_channels: int = 16  # PatchGAN width (CUT: 64)
@@ -77,12 +80,25 @@ class StigConfig:
     lambda_ssim_generated: float = 1.0
     nce_detach_keys: bool = True  # CUT and STIG detach PatchNCE's keys; False is this project's first version
     low_radius: float = 0.15  # normalised radius (1 = corner) below which the spectrum is kept
-    lr: float = 1e-3  # CUT: 2e-4; 5x for runs of a few hundred steps, decayed to zero over the second half
+    lr: float = 1e-3  # CUT: 2e-4; 5x for runs of a few hundred steps, decayed to zero after lr_constant_fraction
+    lr_constant_fraction: float = 0.5  # CUT: the first half at full lr; STIG: the first 20%
     betas: tuple[float, float] = (0.5, 0.999)
     batch_size: int = 16
     steps: int = 1000
     checkpoint_every: int = 200
     seed: int = 0
+
+
+def paper_config(**overrides) -> StigConfig:
+    """STIG as published (arXiv 2403.05093 and its code): UNet++ translator, sigmoid PatchGAN + profile
+    discriminator, GAN / profile / SSIM-real / low-frequency weights 3, SSIM-generated 1, PatchNCE weight 10 (the
+    official code applies its lambda twice; the paper's one is meant), batch 1, lr 8e-5 constant for 20% of the
+    steps then linearly to 0. OPEN: PatchNCE compares all five encoder levels (the official loss sees only the
+    first); CUT's L1 identity on real spectra is kept at weight 1."""
+    values = dict(architecture="paper", nce_layers=(0, 1, 2, 3, 4), nce_patches=256, lambda_gan=3.0, lambda_nce=10.0,
+                  lambda_low=3.0, lambda_profile=3.0, lambda_ssim_real=3.0, lambda_ssim_generated=1.0, lr=8e-5,
+                  lr_constant_fraction=0.2, batch_size=1)
+    return StigConfig(**(values | overrides))
 
 
 # ---- the spectrum round trip -------------------------------------------------------------------------------
@@ -166,6 +182,65 @@ class Translator(nn.Module):
         return x + self.decoder(h).masked_fill(is_dc, 0.0)
 
 
+class VGGBlock(nn.Sequential):
+    """UNet++'s node: (3x3 conv, batch norm, ReLU) twice."""
+
+    def __init__(self, in_channels: int, middle: int, out_channels: int):
+        super().__init__(nn.Conv2d(in_channels, middle, 3, padding=1), nn.BatchNorm2d(middle), nn.ReLU(True),
+                         nn.Conv2d(middle, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU(True))
+
+
+class NestedUNet(nn.Module):
+    """STIG's translator: UNet++ (Zhou et al. 2018) with widths 64-128-256-512-512, max-pool down, bicubic up,
+    every decoder node fed by all same-level nodes before it; output 2 sigmoid(.) - 1, the spectrum itself (no
+    residual, DC not passed through, as published)."""
+
+    def __init__(self, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        w = [width, 2 * width, 4 * width, 8 * width, 8 * width]
+        self.encoder = nn.ModuleList([VGGBlock(in_channels, w[0], w[0])]
+                                     + [VGGBlock(w[i - 1], w[i], w[i]) for i in range(1, 5)])
+        # node (i, j): level i, j-th on that level; input: the j earlier nodes of level i and the upsampled (i+1, j-1)
+        self.nodes = nn.ModuleDict({f"{i}_{j}": VGGBlock(w[i] * j + w[i + 1], w[i], w[i])
+                                    for j in range(1, 5) for i in range(0, 5 - j)})
+        self.final = nn.Conv2d(w[0], in_channels, 1)
+
+    def forward(self, x: torch.Tensor, layers: tuple[int, ...] = ()) -> torch.Tensor | list[torch.Tensor]:
+        """The refined spectrum, or with ``layers`` the encoder levels named there (for PatchNCE)."""
+        grid = {}
+        for i, block in enumerate(self.encoder):
+            grid[i, 0] = block(x if i == 0 else F.max_pool2d(grid[i - 1, 0], 2))
+        if layers:
+            return [grid[i, 0] for i in layers]
+        for j in range(1, 5):
+            for i in range(0, 5 - j):
+                up = F.interpolate(grid[i + 1, j - 1], scale_factor=2, mode="bicubic", align_corners=False)
+                grid[i, j] = self.nodes[f"{i}_{j}"](torch.cat([grid[i, k] for k in range(j)] + [up], 1))
+        return 2 * torch.sigmoid(self.final(grid[0, 4])) - 1
+
+
+class PaperPatchDiscriminator(nn.Sequential):
+    """STIG's PatchGAN: four stride-2 3x3 convs (64-128-256-512, instance norm after the first, LeakyReLU 0.2),
+    a 3x3 conv to one channel, sigmoid."""
+
+    def __init__(self, in_channels: int = 3):
+        widths = [in_channels, 64, 128, 256, 512]
+        layers = []
+        for i in range(4):
+            layers += [nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1)]
+            layers += [nn.InstanceNorm2d(widths[i + 1])] if i else []
+            layers += [nn.LeakyReLU(0.2)]
+        super().__init__(*layers, nn.Conv2d(512, 1, 3, padding=1), nn.Sigmoid())
+
+
+def build_translator(config: StigConfig, in_channels: int) -> nn.Module:
+    if config.architecture == "paper":
+        return NestedUNet(in_channels)
+    if config.architecture == "compact":
+        return Translator(in_channels, config.channels, config.blocks)
+    raise StigError(f"unknown STIG architecture {config.architecture!r}: compact or paper")
+
+
 class PatchDiscriminator(nn.Module):
     """A small PatchGAN on spectra: one real/fake logit per overlapping patch.
 
@@ -189,12 +264,14 @@ class ProfileDiscriminator(nn.Module):
     """STIG's spectral-profile discriminator: a linear real/fake score of the reduced (ring-averaged) spectrum of
     each channel. OPEN: LSGAN like the PatchGAN here, where STIG puts a sigmoid before its MSE."""
 
-    def __init__(self, in_channels: int, size: int):
+    def __init__(self, in_channels: int, size: int, sigmoid: bool = False):
         super().__init__()
         self.linear = nn.Linear(in_channels * default_bins(size, size), 1)
+        self.sigmoid = sigmoid  # the paper preset's, as published
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(ring_mean(x)[1].flatten(1))
+        score = self.linear(ring_mean(x)[1].flatten(1))
+        return torch.sigmoid(score) if self.sigmoid else score
 
 
 class PatchNCE(nn.Module):
@@ -229,11 +306,14 @@ class Refiner(nn.Module):
 
     def __init__(self, config: StigConfig, in_channels: int = 3, size: int = 32):
         super().__init__()
-        self.translator = Translator(in_channels, config.channels, config.blocks)
-        self.discriminator = PatchDiscriminator(in_channels, config.discriminator_channels)
-        self.profile_discriminator = ProfileDiscriminator(in_channels, size)
+        paper = config.architecture == "paper"
+        self.translator = build_translator(config, in_channels)
+        self.discriminator = (PaperPatchDiscriminator(in_channels) if paper
+                              else PatchDiscriminator(in_channels, config.discriminator_channels))
+        self.profile_discriminator = ProfileDiscriminator(in_channels, size, sigmoid=paper)
         with torch.no_grad():
-            widths = [f.shape[1] for f in self.translator(torch.zeros(1, in_channels, 8, 8), config.nce_layers)]
+            probe = torch.zeros(2, in_channels, 16, 16)  # two images: batch norm needs more than one value
+            widths = [f.shape[1] for f in self.translator(probe, config.nce_layers)]
         self.nce = PatchNCE(widths, temperature=config.nce_temperature, detach_keys=config.nce_detach_keys)
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
@@ -327,9 +407,10 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
     run.write_config(asdict(config))
     bar = tqdm(total=config.steps, initial=step, desc="stig")
     while step < config.steps:
-        # CUT's schedule: constant for the first half, then linear decay to zero, which settles the adversarial game
+        # constant, then linear decay to zero (CUT: after half the steps; STIG: after 20%), which settles the game
+        decay = (1 - step / config.steps) / (1 - config.lr_constant_fraction)
         for group in g_optimizer.param_groups + d_optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, 2 * (1 - step / config.steps))
+            group["lr"] = config.lr * min(1.0, decay)
         fake = fakes[torch.randint(0, len(generated), (config.batch_size,), generator=generator)]
         real_batch = reals[torch.randint(0, len(real), (config.batch_size,), generator=generator)]
         terms, refined = generator_losses(refiner, config, fake, real_batch, low, generator)
@@ -353,7 +434,7 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
             run.save_checkpoint(step, keep=2, write=partial(_write_checkpoint, refiner, state))
     bar.close()
     run.close_log()
-    return save_refiner(refiner.translator, config, run.path / "refiner")
+    return save_refiner(refiner.translator, config, run.path / "refiner", generated.shape[1])
 
 
 def _write_checkpoint(refiner: Refiner, state: dict, folder: Path) -> None:
@@ -370,15 +451,15 @@ def _read_checkpoint(folder: Path) -> dict:
     return {"refiner": weights, **load_tree(folder, "state")}
 
 
-def save_refiner(translator: Translator, config: StigConfig, folder: Path) -> Path:
+def save_refiner(translator: nn.Module, config: StigConfig, folder: Path, in_channels: int) -> Path:
     with atomic_folder(folder) as temporary:
         save_file(translator.state_dict(), temporary / "translator.safetensors")
         write_json(temporary / "config.json",
-                   asdict(config) | {"in_channels": translator.decoder[-1].out_channels, "spectrum": SPECTRUM})
+                   asdict(config) | {"in_channels": in_channels, "spectrum": SPECTRUM})
     return folder
 
 
-def load_refiner(folder: str | Path) -> Translator:
+def load_refiner(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     if (folder / "refiner").is_dir():
         folder = folder / "refiner"  # a training output folder
@@ -392,7 +473,7 @@ def load_refiner(folder: str | Path) -> Translator:
                             f"({SPECTRUM}): train it again with `eval.py stig train`")
         in_channels = values.pop("in_channels")
         config = StigConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        translator = Translator(in_channels, config.channels, config.blocks)
+        translator = build_translator(config, in_channels)
         translator.load_state_dict(load_file(folder / "translator.safetensors"))
     except (json.JSONDecodeError, TypeError, KeyError, RuntimeError, OSError) as error:
         raise StigError(f"could not load the STIG refiner in {str(folder)!r}: {error}") from None
