@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo demo-quick test test-fast stats bench-wavelets clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -c constraints.txt torch
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 RUN := runs/default
@@ -51,10 +51,10 @@ test-fast: $(VENV)/.installed
 stats: $(VENV)/.installed
 	$(PY) -m wgunet.stats
 
-.venv-bench/.installed: pyproject.toml bench/requirements.txt
+.venv-bench/.installed: pyproject.toml bench/requirements.txt constraints.txt
 	$(PYTHON) -m venv .venv-bench
-	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet -e . -r bench/requirements.txt
+	.venv-bench/bin/pip install --quiet -c constraints.txt torch
+	.venv-bench/bin/pip install --quiet -c constraints.txt -e . -r bench/requirements.txt
 	touch $@
 
 bench-wavelets: .venv-bench/.installed
