@@ -7,6 +7,7 @@
   finc      FINC differential clustering: the modes a test set has more of than a reference, and those it misses
   report    all of the above for a student and its teacher: samples (reused on a re-run), metrics.json and one
             self-contained report.html
+  fid-ref   FID reference statistics (mu, sigma) of a set, saved for --fid-ref
 
 Image sets are a folder of same-size images, an .npz, a sample folder (sample.py, stig apply) or patches:heldout
 (built-in photographs, cut at the size of the images they are compared with). Name a set or a checkpoint with
@@ -62,6 +63,9 @@ SHARED = {
     "--probe-images": dict(type=positive, default=256, help="real images the probe noises and denoises (default 256)"),
     "--seed": dict(type=int, default=0, help="seed (sampling: image i uses (seed, i); probe noise; FINC features)"),
     "--out": dict(required=True, help="output folder"),
+    "--fid-ref": dict(default=None, metavar="STATS_NPZ",
+                      help="score FID against saved statistics (eval.py fid-ref, or a published mu/sigma .npz made "
+                      "with the same --features) instead of the reference images; KID is then not computed"),
     "--convention": dict(default="seed", choices=["seed", "frequency_bias"],
                          help="reduced-spectrum convention: seed (luma, DC removed, Hann window, rings of normalised "
                          "radius; default) or frequency_bias (per RGB channel, no window, DC kept, rings of integer "
@@ -81,7 +85,7 @@ def main() -> int:
     spectrum = commands.add_parser("spectrum", help="reduced spectra, spectral scores and FID/KID of image sets")
     spectrum.add_argument("--generated", action="append", required=True, metavar="[NAME=]SET",
                           help="a generated set (folder, .npz or sample folder); repeat for several (teacher, student, ...)")
-    add(spectrum, "--reference", "--out", "--features", "--teacher", "--bootstrap", "--convention",
+    add(spectrum, "--reference", "--out", "--features", "--teacher", "--bootstrap", "--convention", "--fid-ref",
         out=dict(help="folder for metrics.json and spectra.png"))
     spectrum.add_argument("--no-fid", action="store_true", help="skip FID/KID")
     spectrum.add_argument("--num-images", type=positive, default=None,
@@ -137,7 +141,7 @@ def main() -> int:
     report = commands.add_parser("report", help="the whole evaluation of a student vs its teacher: metrics.json, report.html")
     report.add_argument("student", help="the student checkpoint: model folder, run folder, diffusers folder or Hub id")
     add(report, "--teacher", "--reference", "--out", "--features", "--timesteps", "--probe-images", "--bootstrap",
-        "--seed", "--convention", out=dict(help="report folder; samples already in OUT/samples are reused"),
+        "--seed", "--convention", "--fid-ref", out=dict(help="report folder; samples already in OUT/samples are reused"),
         teacher=dict(help=f"the teacher checkpoint, sampled and scored beside the student (default {TEACHER})"))
     report.add_argument("--num-samples", type=positive, default=256, help="images sampled from each model (default 256)")
     report.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
@@ -150,6 +154,10 @@ def main() -> int:
     report.add_argument("--stig-steps", type=positive, default=None,
                         help="train a STIG refiner for this many steps on the student's samples vs --reference "
                         "(in OUT/stig, resumed on a re-run) and apply it")
+    fid_ref = commands.add_parser("fid-ref", help="FID reference statistics of a set, for --fid-ref")
+    fid_ref.add_argument("set", metavar="SET", help="the reference images: folder, .npz, sample folder or patches:heldout "
+                         "(built-in, at 32 px)")
+    add(fid_ref, "--out", "--features", "--teacher", out=dict(help="the .npz to write (mu, sigma, features, num)"))
     args = parser.parse_args()
     if args.command == "report" and args.num_samples < 2:
         parser.error("--num-samples must be at least 2")
@@ -174,7 +182,7 @@ def _spectrum(args: argparse.Namespace) -> None:
 
     result = spectrum(named(args.generated), args.reference, Path(args.out), features=args.features,
                       teacher=args.teacher, num_images=args.num_images, bootstrap=args.bootstrap, fid=not args.no_fid,
-                      convention=args.convention)
+                      convention=args.convention, fid_ref=args.fid_ref)
     print(format_scores(result))
     print(f"metrics: {args.out}/metrics.json\nplot: {args.out}/spectra.png")
 
@@ -228,12 +236,21 @@ def _report(args: argparse.Namespace) -> None:
                            scheduler=args.scheduler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                            device=args.device, features=args.features, finc_features=args.finc_features,
                            stig_refiner=args.stig_refiner, stig_steps=args.stig_steps, probe_timesteps=args.timesteps,
-                           probe_images=args.probe_images, bootstrap=args.bootstrap, convention=args.convention)
+                           probe_images=args.probe_images, bootstrap=args.bootstrap, convention=args.convention,
+                           fid_ref=args.fid_ref)
     print(format_scores(metrics.spectrum))
     print(f"report: {args.out}/report.html\nmetrics: {args.out}/metrics.json")
 
 
-COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc, "stig": _stig, "report": _report}
+def _fid_ref(args: argparse.Namespace) -> None:
+    from wgunet.commands import fid_reference
+
+    statistics = fid_reference(args.set, Path(args.out), features=args.features, teacher=args.teacher)
+    print(f"{statistics.num} images, {len(statistics.mu)} features [{statistics.features}]\nstatistics: {args.out}")
+
+
+COMMANDS = {"spectrum": _spectrum, "probe": _probe, "finc": _finc, "stig": _stig, "report": _report,
+            "fid-ref": _fid_ref}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -160,6 +160,9 @@ CASES = [train_case(override, message) for override, message in [
     ("eval.py", ["report", "{model}", "--teacher", "{teacher}", "--stig-refiner", "{empty}", "--out", "{root}/e18"],
      "is not a STIG refiner"),
     ("eval.py", ["report", "{model}", "--out", "{root}/e21"], "the student makes 16px images and the teacher 32px"),
+    ("eval.py", ["fid-ref", "{missing}", "--out", "{root}/e22.npz"], "does not exist"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{samples}", "--fid-ref", "{root}/bad.npz",
+                 "--features", "teacher", "--teacher", "{teacher}", "--out", "{root}/e23"], "is not FID reference statistics"),
     ("eval.py", ["unknown"], "invalid choice: 'unknown'"),
 ]
 

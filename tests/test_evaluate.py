@@ -95,3 +95,29 @@ def test_sample_then_eval_spectrum_and_probe_end_to_end(tiny_teacher, tmp_path):
     result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", str(tmp_path / "missing"),
                              "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_fid_ref_then_spectrum_with_it(tiny_teacher, tmp_path, monkeypatch, capsys):
+    """`eval.py fid-ref` writes the statistics; `eval.py spectrum --fid-ref` gives the FID of the images path."""
+    import runpy
+
+    generator = np.random.default_rng(0)
+    for name, low in (("real", 0), ("fake", 60)):
+        np.savez(tmp_path / f"{name}.npz", images=generator.integers(low, 256, (24, 16, 16, 3), dtype=np.uint8))
+
+    def run(*argv):
+        monkeypatch.setattr(sys, "argv", ["eval.py", *map(str, argv)])
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path("eval.py", run_name="__main__")
+        assert done.value.code == 0, capsys.readouterr().err[-1500:]
+
+    common = ["--features", "teacher", "--teacher", tiny_teacher]
+    run("fid-ref", tmp_path / "real.npz", *common, "--out", tmp_path / "stats.npz")
+    assert "24 images" in capsys.readouterr().out
+    scored = {}
+    for flags in ([], ["--fid-ref", tmp_path / "stats.npz"]):
+        run("spectrum", "--generated", f"fake={tmp_path / 'fake.npz'}", "--reference", tmp_path / "real.npz", *common,
+            "--bootstrap", 5, *flags, "--out", tmp_path / "out")
+        scored[bool(flags)] = json.loads((tmp_path / "out" / "metrics.json").read_text())["sets"]["fake"]["fid_kid"]
+    assert scored[True]["fid"]["value"] == pytest.approx(scored[False]["fid"]["value"], rel=1e-4)
+    assert scored[True]["kid_mean"] is None and scored[False]["kid_mean"] is not None

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -74,3 +75,34 @@ def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
         feature_extractor("teacher")
     with pytest.raises(MetricError, match="at least 2 images"):
         FidKid(images(4, 0, 256, 0), MeanColour())(images(1, 0, 256, 0))
+
+
+def test_fid_against_saved_statistics_is_fid_against_the_images(tmp_path):
+    """Statistics of the reference set give the same FID as the reference images (KID needs the images, so it is
+    left out), a set scored against its own statistics gives ~0, and statistics from other features are refused."""
+    from wgunet.commands import read_fid_reference
+    from wgunet.metrics import ReferenceStatistics
+    from wgunet.outputs import write_fid_reference
+
+    reference, generated = images(64, 0, 256, 0), images(64, 60, 256, 2)
+    extractor = MeanColour()
+    statistics = ReferenceStatistics.of(extractor(reference), "MeanColour")
+    write_fid_reference(tmp_path / "stats.npz", statistics)
+    saved = read_fid_reference(tmp_path / "stats.npz")
+    assert saved.features == "MeanColour" and saved.num == 64 and torch.equal(saved.mu, statistics.mu)
+    from_images, from_statistics = FidKid(reference, extractor)(generated), FidKid(saved, extractor)(generated)
+    assert from_statistics.fid.value == pytest.approx(from_images.fid.value, rel=1e-4)
+    assert from_statistics.kid_mean is None and from_statistics.fid.ci95[0] <= from_statistics.fid.ci95[1]
+    assert FidKid(saved, extractor)(reference).fid.value == pytest.approx(0, abs=1e-6)
+    np.savez(tmp_path / "published.npz", mu=statistics.mu.numpy(), sigma=statistics.sigma.numpy())  # EDM's keys
+    assert FidKid(read_fid_reference(tmp_path / "published.npz"), extractor)(generated).fid.value == pytest.approx(
+        from_images.fid.value, rel=1e-4)
+    other = ReferenceStatistics(statistics.mu, statistics.sigma, "inception (...)", 64)
+    with pytest.raises(MetricError, match="made with 'inception"):
+        FidKid(other, extractor)
+    np.savez(tmp_path / "wide.npz", mu=np.zeros(8), sigma=np.eye(8))
+    with pytest.raises(MetricError, match="have 8 features and 'MeanColour' gives 6"):
+        FidKid(read_fid_reference(tmp_path / "wide.npz"), extractor)(generated)
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(MetricError, match="is not FID reference statistics"):
+        read_fid_reference(tmp_path / "bad.npz")

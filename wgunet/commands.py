@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import torch
 from torch import nn
 
 from .data import builtin_set
@@ -14,8 +16,9 @@ from .files import folder_lock, write_json
 from .images import ImageSet, load_image_set, write_image_folder
 from .loading import load_model
 from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
-from .metrics import FidKid
-from .outputs import write_modes, write_probe, write_spectrum
+from .features import compute_features
+from .metrics import FidKid, MetricError, ReferenceStatistics
+from .outputs import write_fid_reference, write_modes, write_probe, write_spectrum
 from .probe import ProbeResult, spectral_probe
 from .stig import StigConfig, load_refiner, paper_config, refine, train_refiner
 from .teacher import load_teacher
@@ -35,12 +38,48 @@ def teacher_features(teacher: str) -> Callable[[], nn.Module]:
     return lambda: TeacherFeatures(*load_teacher(teacher), teacher)
 
 
+def read_fid_reference(path: str | Path) -> ReferenceStatistics:
+    """FID reference statistics from an .npz with ``mu`` and ``sigma`` (this project's, EDM's or clean-fid's); the
+    extractor's name and the image count are read when the file has them. Nothing in it is unpickled."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            mu, sigma = torch.from_numpy(archive["mu"]).double(), torch.from_numpy(archive["sigma"]).double()
+            label = str(archive["features"]) if "features" in archive else None
+            num = int(archive["num"]) if "num" in archive else None
+    except (OSError, EOFError, ValueError, KeyError) as error:
+        raise MetricError(f"{str(path)!r} is not FID reference statistics (an .npz with 'mu' and 'sigma'): {error}; "
+                          "make them with `eval.py fid-ref SET --out stats.npz`") from None
+    if mu.dim() != 1 or sigma.shape != (len(mu), len(mu)):
+        raise MetricError(f"{str(path)!r}: 'mu' must be (F,) and 'sigma' (F, F), got {tuple(mu.shape)} and "
+                          f"{tuple(sigma.shape)}")
+    return ReferenceStatistics(mu, sigma, label, num)
+
+
+def fid_reference(source: str, out: Path, *, features: str, teacher: str) -> ReferenceStatistics:
+    """The FID statistics of a set, written to ``out`` (.npz) for reuse with --fid-ref (a built-in set at 32 px, the
+    size of the shipped teacher)."""
+    image_set = load_image_set(source, size=32)
+    if len(image_set) < 2:
+        raise MetricError("FID statistics need at least 2 images")
+    extractor = feature_extractor(features, teacher_features(teacher))
+    statistics = ReferenceStatistics.of(compute_features(image_set.images, extractor), label(extractor))
+    write_fid_reference(out, statistics)
+    return statistics
+
+
+def fid_scorer(reference: ImageSet, features: str, teacher: str, fid_ref: str | None) -> FidKid:
+    """FID/KID against the reference set, or FID alone against saved statistics of it (``fid_ref``)."""
+    extractor = feature_extractor(features, teacher_features(teacher))
+    return FidKid(read_fid_reference(fid_ref) if fid_ref else reference.images, extractor)
+
+
 def spectrum(generated: dict[str, str], reference: str, out: Path, *, features: str, teacher: str,
-             num_images: int | None, bootstrap: int, fid: bool, convention: str = "seed") -> SpectrumResult:
+             num_images: int | None, bootstrap: int, fid: bool, convention: str = "seed",
+             fid_ref: str | None = None) -> SpectrumResult:
     """Reduced spectra, spectral scores and FID/KID of generated sets: ``metrics.json``, ``spectra.png``."""
     sets = load_sets({**generated, "reference": reference}, num_images)
     reference_set = sets.pop("reference")
-    scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features(teacher))) if fid else None
+    scorer = fid_scorer(reference_set, features, teacher, fid_ref) if fid else None
     result = score_sets(sets, reference_set, scorer, bootstrap, convention)
     write_spectrum(out, result)
     return result

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .features import MetricError, label
@@ -44,10 +44,31 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @dataclass(frozen=True)
+class ReferenceStatistics:
+    """A reference set as FID sees it: the mean and covariance of its features (EDM's and clean-fid's .npz)."""
+
+    mu: torch.Tensor  # (F,) float64
+    sigma: torch.Tensor  # (F, F) float64, normalised by n - 1 as torchmetrics does
+    features: str | None  # the extractor's label; None for a published file that does not name it
+    num: int | None  # images behind the statistics, when known
+
+    @staticmethod
+    def of(features: torch.Tensor, label: str) -> ReferenceStatistics:
+        mu, sigma = moments(features)
+        return ReferenceStatistics(mu, sigma, label, len(features))
+
+
+def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = features.double()
+    centred = x - x.mean(0)
+    return x.mean(0), centred.T @ centred / (len(x) - 1)
+
+
+@dataclass(frozen=True)
 class FidKidScore(Result):
     fid: Estimate  # basic bootstrap interval (see FidKid)
-    kid_mean: float  # mean and std over 50 subsets (torchmetrics), drawn from the seed: reproducible
-    kid_std: float
+    kid_mean: float | None  # mean and std over 50 subsets (torchmetrics), drawn from the seed: reproducible;
+    kid_std: float | None  # None against reference statistics, which KID cannot use
     features: str  # the extractor's label: which feature space the distances are in
 
 
@@ -61,11 +82,18 @@ class FidKid:
     distribution (FID near 0) it can miss the estimate, as any interval built from a bias estimate can.
     """
 
-    def __init__(self, reference: torch.Tensor, extractor: nn.Module, batch_size: int = 256, bootstrap: int = 50,
-                 seed: int = 0):
+    def __init__(self, reference: torch.Tensor | ReferenceStatistics, extractor: nn.Module, batch_size: int = 256,
+                 bootstrap: int = 50, seed: int = 0):
         self.feature, self.label = extractor, label(extractor)
         self.batch_size, self.bootstrap, self.seed = batch_size, bootstrap, seed
-        self.real = self._features(reference)
+        if isinstance(reference, ReferenceStatistics):
+            if reference.features is not None and reference.features != self.label:
+                raise MetricError(f"the reference statistics were made with {reference.features!r} features and this "
+                                  f"run uses {self.label!r}: make them again with `eval.py fid-ref --features ...` "
+                                  "or pick the same --features")
+            self.real, self.statistics = None, reference
+        else:
+            self.real, self.statistics = self._features(reference), None
 
     @torch.no_grad()
     def _features(self, images: torch.Tensor) -> torch.Tensor:
@@ -77,6 +105,8 @@ class FidKid:
     def __call__(self, generated: torch.Tensor) -> FidKidScore:
         """FID with its interval and KID of uint8 (N, 3, H, W) images."""
         real, fake = self.real, self._features(generated)
+        if self.statistics is not None:
+            return self._against_statistics(fake)
         fid = frechet_distance(real, fake)
         generator = torch.Generator().manual_seed(self.seed)
         resampled = torch.tensor([frechet_distance(real[torch.randint(len(real), (len(real),), generator=generator)],
@@ -94,3 +124,21 @@ class FidKid:
             kid_mean, kid_std = kid.compute()
         return FidKidScore(Estimate(fid, (max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low))),
                            float(kid_mean), float(kid_std), self.label)
+
+    def _against_statistics(self, fake: torch.Tensor) -> FidKidScore:
+        """FID against fixed statistics; its interval resamples the generated set only (the reference is fixed)."""
+        mu, sigma = self.statistics.mu, self.statistics.sigma
+        if fake.shape[1] != len(mu):
+            raise MetricError(f"the reference statistics have {len(mu)} features and {self.label!r} gives "
+                              f"{fake.shape[1]}: they were made with another extractor")
+
+        def distance(features: torch.Tensor) -> float:
+            return float(_compute_fid(mu, sigma, *moments(features)))
+
+        fid = distance(fake)
+        generator = torch.Generator().manual_seed(self.seed)
+        resampled = torch.tensor([distance(fake[torch.randint(len(fake), (len(fake),), generator=generator)])
+                                  for _ in range(self.bootstrap)])
+        q_low, q_high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if self.bootstrap else (fid, fid)
+        return FidKidScore(Estimate(fid, (max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low))), None, None,
+                           self.label)

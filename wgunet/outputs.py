@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .files import write_file, write_json, write_text
+from .metrics import ReferenceStatistics
 from .measures import ModeComparison, SpectrumResult
 from .plots import plot_modes, plot_probe, plot_spectra
 from .probe import ProbeResult, probe_table
@@ -57,9 +60,16 @@ def format_scores(result: SpectrumResult) -> str:
                   for key, estimate in scores.scores.items()]
         if scores.fid_kid:
             f = scores.fid_kid
-            lines.append(f"  {'fid':26s} {f.fid.value:9.4f}  [{f.fid.ci95[0]:.4f}, {f.fid.ci95[1]:.4f}]  "
-                         f"kid {f.kid_mean:.5f} +- {f.kid_std:.5f}  [{f.features}]")
+            kid = "kid -" if f.kid_mean is None else f"kid {f.kid_mean:.5f} +- {f.kid_std:.5f}"
+            lines.append(f"  {'fid':26s} {f.fid.value:9.4f}  [{f.fid.ci95[0]:.4f}, {f.fid.ci95[1]:.4f}]  {kid}  "
+                         f"[{f.features}]")
     return "\n".join(lines)
+
+
+def write_fid_reference(path: Path, statistics: ReferenceStatistics) -> None:
+    """``mu``, ``sigma`` (the keys EDM and clean-fid use), the extractor's label and the image count, as .npz."""
+    write_file(path, lambda handle: np.savez(handle, mu=statistics.mu.numpy(), sigma=statistics.sigma.numpy(),
+                                             features=np.array(statistics.features), num=np.array(statistics.num)))
 
 
 def format_modes(comparison: ModeComparison) -> str:

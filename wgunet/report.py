@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cli import UserError
-from .commands import refine_set
+from .commands import read_fid_reference, refine_set
 from .features import TeacherFeatures, cached_features, feature_extractor, label
 from .files import folder_lock, write_json, write_text
 from .images import GRID_IMAGES, ImageSet, load_image_set, make_grid, png_bytes
@@ -64,7 +64,8 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
                  steps: int | None = None, seed: int = 0, batch_size: int | None = None, device: str = "auto",
                  features: str = "auto", finc_features: str = "teacher", stig_refiner: str | None = None,
                  stig_steps: int | None = None, probe_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS,
-                 probe_images: int = 256, bootstrap: int = 200, convention: str = "seed") -> Report:
+                 probe_images: int = 256, bootstrap: int = 200, convention: str = "seed",
+                 fid_ref: str | None = None) -> Report:
     """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``.
 
     Every checkpoint and image set is loaded once and handed on; bad input fails before minutes of sampling.
@@ -78,6 +79,7 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
                           "px: compare models of one image size")
     reference_set = load_image_set(reference, size)
     translator = load_refiner(stig_refiner) if stig_refiner else None
+    statistics = read_fid_reference(fid_ref) if fid_ref else None
     with folder_lock(out, "report"):
         bar = tqdm(["sample teacher", "sample student", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"],
                    desc="report", unit="stage")
@@ -103,7 +105,8 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         bar.update()
         bar.set_postfix_str("spectra, FID/KID")
         teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
-        scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features))
+        scorer = FidKid(reference_set.images if statistics is None else statistics,
+                        feature_extractor(features, teacher_features))
         spectrum = score_sets(samples, reference_set, scorer, bootstrap, convention)
         figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
         bar.update()
@@ -175,7 +178,8 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
         score_rows.append([SCORE_NOTES.get(key, key)] + [str(getattr(s.scores, key)) for s in scores.values()])
     score_rows.append(["FID, lower is better (basic bootstrap interval)"] + [str(s.fid_kid.fid) for s in scores.values()])
     score_rows.append(["KID (mean ± std over 50 subsets)"]
-                      + [f"{s.fid_kid.kid_mean:.5f} ± {s.fid_kid.kid_std:.5f}" for s in scores.values()])
+                      + ["-" if s.fid_kid.kid_mean is None else f"{s.fid_kid.kid_mean:.5f} ± {s.fid_kid.kid_std:.5f}"
+                         for s in scores.values()])
     score_rows.append(["images"] + [str(s.num) for s in scores.values()])
     probe = report.probe
     probe_models = in_set_order(probe.models)
