@@ -108,6 +108,7 @@ CASES = [train_case(override, message) for override, message in [
     ("data.source={truncated}", "b.jpg' is not a readable image"),
     ("output_dir={run}", "already holds a run: pass --resume"),
     ("data.source=patches", "name the built-in set with its split: patches:train"),
+    ("log_with=neptune", "log_with must be one of auto, none, tensorboard"),
     ("output_dir={afile}", "is a file, not a folder"),
     ("batch_size=100000", "cannot fill one batch of 100000"),
 ]] + [

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -6,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from diffusers import DDPMPipeline
 from safetensors.torch import load_file
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.runs import latest_checkpoint
-from wgunet.runs import RunError
-from wgunet.training import build_models, train
+from wgunet.runs import RunError, latest_checkpoint
+from wgunet.training import TrainingError, build_models, train
 
 
 def metrics(run: Path) -> list[dict]:
@@ -176,3 +177,26 @@ def test_warmup_is_capped_at_a_tenth_of_the_run_so_short_runs_reach_their_learni
         schedule.step()
     assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == reached_at
     assert rates[reached_at - 1] < 0.01
+
+
+def test_metrics_and_hyperparameters_reach_tensorboard(tiny_run):
+    """log_with=tensorboard: every logged row of metrics.jsonl is in the event files, and the config is stored as
+    hyper-parameters; an uninstalled tracker is named with the package to install."""
+    pytest.importorskip("tensorboard", reason="tensorboard is in the [dev] extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = load_config(None, tiny_run + ["log_with=tensorboard"])
+    train(config)
+    run = Path(config.output_dir)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(run / "wgunet")).Reload()
+    for key in ("loss", "ddpm", "lr"):
+        assert [e.step for e in events.Scalars(key)] == [r["step"] for r in rows]
+        assert [e.value for e in events.Scalars(key)] == pytest.approx([r[key] for r in rows], rel=1e-6)
+    (stored,) = run.glob("wgunet/*/hparams.yml")  # Accelerate's copy of what it gave TensorBoard's add_hparams
+    hparams = yaml.safe_load(stored.read_text())
+    assert hparams["loss.lambda_freq"] == config.loss.lambda_freq and hparams["max_steps"] == config.max_steps
+    assert hparams["student.block_out_channels"] == str(config.student["block_out_channels"])
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(TrainingError, match="log_with=wandb needs its package: pip install wandb"):
+            train(load_config(None, tiny_run + ["log_with=wandb", f"output_dir={run}_wandb"]))

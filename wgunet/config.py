@@ -73,6 +73,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
     log_every: int = 10
+    # where the logged metrics also go: "auto" (TensorBoard when installed), "none", or an Accelerate tracker
+    log_with: str = "auto"
 
 
 def _closest(key: str, known: list[str]) -> str:
@@ -210,7 +212,8 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("loss.lambda_freq", _non_negative, ">= 0 (0 switches the term off)"),
     ("loss.eps", _positive, "positive (it keeps |DFT(x0)|^alpha finite)"),
 ]
-CHOICES = {"teacher_dtype": ("float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16")}
+CHOICES = {"teacher_dtype": ("float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
+           "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive")}
 
 
 def validate(config: TrainConfig) -> None:

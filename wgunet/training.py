@@ -7,6 +7,7 @@ saved with the checkpoint, so a run stopped and resumed repeats the uninterrupte
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -39,7 +40,7 @@ from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
-                        "data.num_workers", "lr", "mixed_precision", "grad_clip")
+                        "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -201,7 +202,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-        log_with="tensorboard" if _has_tensorboard() else None,
+        log_with=tracker(config.log_with),
         project_dir=str(output_dir),
     )
     set_seed(config.seed)  # identical initial weights on every process
@@ -238,7 +239,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     if accelerator.is_main_process:
         run.open_log(step)
         run.write_config(to_dict(config))
-        accelerator.init_trackers("wgunet")
+        accelerator.init_trackers("wgunet", config=hyperparameters(config))
     bar = tqdm(total=config.max_steps, initial=step, desc=config.mode, disable=not accelerator.is_main_process)
     accumulation = config.gradient_accumulation_steps
     epoch, skip = divmod(step * accumulation, len(loader))  # where the data order stood at the checkpoint
@@ -289,7 +290,30 @@ def _format(names, values) -> str:
     return ", ".join(f"{name} {float(value):.4g}" for name, value in zip(names, values))
 
 
-def _has_tensorboard() -> bool:
-    import importlib.util
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "comet_ml": "comet_ml", "clearml": "clearml"}
 
-    return importlib.util.find_spec("tensorboard") is not None
+
+def tracker(log_with: str) -> str | None:
+    """The Accelerate tracker ``log_with`` names ("auto": TensorBoard when installed); its package must be there."""
+    if log_with == "none" or (log_with == "auto" and importlib.util.find_spec("tensorboard") is None):
+        return None
+    name = "tensorboard" if log_with == "auto" else log_with
+    if importlib.util.find_spec(TRACKER_PACKAGES.get(name, name)) is None:
+        raise TrainingError(f"log_with={name} needs its package: pip install {name} (or pip install 'wgunet[track]' "
+                            "for TensorBoard), or set log_with=none")
+    return name
+
+
+def hyperparameters(config: TrainConfig) -> dict[str, int | float | str | bool]:
+    """The config as flat scalars (``loss.lambda_freq``, ...), which every tracker can store."""
+    flat = {}
+
+    def add(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                add(f"{prefix}.{key}" if prefix else key, item)
+        else:
+            flat[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    add("", to_dict(config))
+    return flat
