@@ -200,3 +200,20 @@ def test_metrics_and_hyperparameters_reach_tensorboard(tiny_run):
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(TrainingError, match="log_with=wandb needs its package: pip install wandb"):
             train(load_config(None, tiny_run + ["log_with=wandb", f"output_dir={run}_wandb"]))
+
+
+def test_every_export_carries_a_model_card(tiny_run):
+    """README.md in each exported model folder: front matter a Hub reader parses, the config, how to load it; a
+    Hub-id teacher becomes the base model (a local one is not a Hub reference)."""
+    from huggingface_hub import ModelCard
+
+    from wgunet.card import model_card
+
+    config = load_config(None, tiny_run)
+    folder = train(config)
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "diffusers" and card.data.base_model is None and "distillation" in card.data.tags
+    assert f"step {config.max_steps}" in card.text and "import wgunet" in card.text and "max_steps: 6" in card.text
+    assert DDPMPipeline.from_pretrained(folder).unet.config.sample_size == 16  # the card does not disturb loading
+    hub = load_config(None, tiny_run + ["teacher=google/ddpm-cifar10-32"])
+    assert ModelCard(model_card(hub, 1, 10)).data.base_model == "google/ddpm-cifar10-32"

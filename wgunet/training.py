@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from .cli import UserError
 from .config import TrainConfig, to_dict
 from .data import build_dataset
-from .files import atomic_folder, folder_lock
+from .card import model_card
+from .files import atomic_folder, folder_lock, write_text
 from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
 from .model import WGUNet
@@ -125,17 +126,18 @@ def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, 
     return terms
 
 
-def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path) -> None:
-    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/)."""
+def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path, card: str) -> None:
+    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/) with its model card."""
     ema.store(model.parameters())
     ema.copy_to(model.parameters())
     DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
     ema.restore(model.parameters())
+    write_text(folder / "README.md", card)
 
 
 def save_checkpoint(accelerator: Accelerator, run: Run, step: int, model: nn.Module, optimizer, lr_schedule,
                     ema: EMAModel, generator: torch.Generator, exported: nn.Module, scheduler: DDPMScheduler,
-                    keep: int) -> None:
+                    keep: int, card: str) -> None:
     """``checkpoints/step-N/``: weights, optimizer, schedule, EMA and per-process generators (safetensors + JSON,
     never pickle), and ``model/``, the EMA student as a pipeline folder. The folder gets its name only when every
     process has written its part (runs.Run), so a folder named step-N is always complete."""
@@ -149,7 +151,7 @@ def save_checkpoint(accelerator: Accelerator, run: Run, step: int, model: nn.Mod
         save_file(accelerator.unwrap_model(model).state_dict(), str(staging / "model.safetensors"))
         save_tree(staging, "optimizer", optimizer.state_dict())
         save_tree(staging, "training", {"step": step, "lr_schedule": lr_schedule.state_dict(), "ema": ema.state_dict()})
-        export_pipeline(exported, ema, scheduler, staging / "model")
+        export_pipeline(exported, ema, scheduler, staging / "model", card)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         run.publish_checkpoint(step, keep)
@@ -272,7 +274,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
                 accelerator.log(metrics, step=step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 save_checkpoint(accelerator, run, step, model, optimizer, lr_schedule, ema, generator, exported,
-                                scheduler, config.keep_checkpoints)
+                                scheduler, config.keep_checkpoints,
+                                model_card(config, step, sum(p.numel() for p in exported.parameters())))
             if step >= config.max_steps:
                 break
         epoch, skip = epoch + 1, 0

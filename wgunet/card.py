@@ -1,0 +1,60 @@
+"""The model card every exported model folder carries: README.md, made with huggingface_hub's ModelCard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from huggingface_hub import ModelCard, ModelCardData
+
+from .config import TrainConfig, to_dict
+
+
+def hub_id(name: str) -> str | None:
+    """``name`` when it is a Hub id (org/name) rather than a local folder."""
+    return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~")) else None
+
+
+def model_card(config: TrainConfig, step: int, parameters: int) -> str:
+    """Front matter (library, tags, the teacher as base model, license) and what the model is, how it was trained
+    (the whole config) and how to load and sample it."""
+    distilled = config.mode == "distill"
+    data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation", license="other",
+                         base_model=hub_id(config.teacher) if distilled else None,
+                         tags=["wgunet", "diffusion", "ddpm"] + (["distillation", "wavelet-gated-unet"] if distilled else []))
+    what = (f"A Wavelet-Gated UNet (WG-UNet) student, {parameters / 1e6:.2f} M parameters, distilled from the teacher "
+            f"`{config.teacher}` with L = {config.loss.lambda_ddpm} L_DDPM + {config.loss.lambda_spatial} L_spatial + "
+            f"{config.loss.lambda_freq} L_freq" if distilled else
+            f"A diffusers UNet2DModel, {parameters / 1e6:.2f} M parameters, trained with the DDPM loss")
+    body = f"""# wgunet export: {Path(config.output_dir).name}, step {step}
+
+{what} ({config.data.sample_size}x{config.data.sample_size} images from `{config.data.source}`), made with
+wgunet. The weights are the EMA weights at step {step} of {config.max_steps}. License:
+the weights derive from the training data{" and the teacher" if distilled else ""}, whose terms apply.
+
+## Use
+
+```python
+import torch
+import wgunet  # registers the WGUNet class with diffusers
+from diffusers import DDPMPipeline
+
+pipeline = DDPMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # the full ancestral chain
+images = pipeline(batch_size=4, generator=torch.manual_seed(0)).images
+```
+
+Faster, with the samplers set up as this model was trained (x0 clipping kept for DDIM and DPM-Solver++):
+`python sample.py THIS_FOLDER --scheduler ddim --num 64 --out samples/`.
+
+## Evaluation
+
+No scores are recorded at export; `python eval.py report THIS_FOLDER --out report/` measures spectra,
+FID/KID (features named in its output), the spectral-bias probe and FINC against the teacher.
+
+## Training config
+
+```yaml
+{yaml.safe_dump(to_dict(config), sort_keys=False).strip()}
+```
+"""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
