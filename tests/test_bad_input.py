@@ -109,6 +109,7 @@ CASES = [train_case(override, message) for override, message in [
     ("output_dir={run}", "already holds a run: pass --resume"),
     ("data.source=patches", "name the built-in set with its split: patches:train"),
     ("log_with=neptune", "log_with must be one of auto, none, tensorboard"),
+    ("push_to_hub=true", "push_to_hub=true needs hub_model_id=NAME/MODEL"),
     ("output_dir={afile}", "is a file, not a folder"),
     ("batch_size=100000", "cannot fill one batch of 100000"),
 ]] + [

@@ -217,3 +217,27 @@ def test_every_export_carries_a_model_card(tiny_run):
     assert DDPMPipeline.from_pretrained(folder).unet.config.sample_size == 16  # the card does not disturb loading
     hub = load_config(None, tiny_run + ["teacher=google/ddpm-cifar10-32"])
     assert ModelCard(model_card(hub, 1, 10)).data.base_model == "google/ddpm-cifar10-32"
+
+
+def test_push_to_hub_sends_the_final_export_and_a_failed_push_keeps_it(tiny_run, monkeypatch):
+    """Offline: HfApi's two calls are recorded instead of sent. A push that fails is one line; the export stays."""
+    from huggingface_hub import HfApi
+
+    from wgunet.hub import HubError, push_export
+
+    sent = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **options: sent.append(("create", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, folder_path, repo_id, **options: sent.append(
+        ("upload", repo_id, sorted(p.name for p in Path(folder_path).iterdir()))))
+    final = train(load_config(None, tiny_run + ["push_to_hub=true", "hub_model_id=me/student"]))
+    assert sent == [("create", "me/student"), ("upload", "me/student", ["README.md", "model_index.json", "scheduler", "unet"])]
+
+    def offline(self, **options):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(HfApi, "upload_folder", offline)
+    with pytest.raises(HubError, match=r"could not push .*ConnectionError: no network.*the local export is kept"):
+        push_export(final, "me/student")
+    assert (final / "model_index.json").is_file()
+    with pytest.raises(HubError, match="not an exported model folder"):
+        push_export(final.parent, "me/student")

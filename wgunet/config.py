@@ -75,6 +75,8 @@ class TrainConfig:
     log_every: int = 10
     # where the logged metrics also go: "auto" (TensorBoard when installed), "none", or an Accelerate tracker
     log_with: str = "auto"
+    push_to_hub: bool = False  # push the final export (with its model card) to the Hub as hub_model_id
+    hub_model_id: str | None = None
 
 
 def _closest(key: str, known: list[str]) -> str:
@@ -229,6 +231,8 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
     if config.loss.lambda_ddpm == config.loss.lambda_spatial == config.loss.lambda_freq == 0:
         raise ConfigError("loss.lambda_ddpm, loss.lambda_spatial and loss.lambda_freq are all 0: nothing would be trained")
+    if config.push_to_hub and not config.hub_model_id:
+        raise ConfigError("push_to_hub=true needs hub_model_id=NAME/MODEL, the repository to push to")
     student_size = config.student.get("sample_size")
     if student_size is not None and student_size != config.data.sample_size:
         raise ConfigError(f"student.sample_size {student_size} differs from data.sample_size {config.data.sample_size}: "

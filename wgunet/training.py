@@ -31,6 +31,7 @@ from .config import TrainConfig, to_dict
 from .data import build_dataset
 from .card import model_card
 from .files import atomic_folder, folder_lock, write_text
+from .hub import push_export
 from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
 from .model import WGUNet
@@ -41,7 +42,8 @@ from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
-                        "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with")
+                        "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with", "push_to_hub",
+                        "hub_model_id")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -286,6 +288,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
             shutil.copytree(list_checkpoints(output_dir)[-1] / "model", temporary, dirs_exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if config.push_to_hub and accelerator.is_main_process:  # after the export is safe on disk
+        print(f"pushed: {push_export(final, config.hub_model_id)}")
     return final
 
 
