@@ -135,7 +135,7 @@ def stig_apply(refiner: str, source: str, out: Path, *, reference: str | None, f
     if reference is None:
         return None
     reference_set = sets.pop("reference")
-    scorer = FidKid(reference_set.images, feature_extractor(features, teacher_features(teacher)))
+    scorer = fid_scorer(reference_set, features, teacher, fid_ref=None)
     result = score_sets({"before": sets["before"], "after": refined}, reference_set, scorer, bootstrap)
     write_json(out / "stig_metrics.json", result.to_dict())
     return result

@@ -64,6 +64,12 @@ def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(0), centred.T @ centred / (len(x) - 1)
 
 
+def basic_interval(value: float, resampled: torch.Tensor) -> Estimate:
+    """The basic bootstrap 95% interval [2 v - q97.5, 2 v - q2.5], clipped at 0 (see FidKid); no resamples: v."""
+    low, high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if len(resampled) else (value, value)
+    return Estimate(value, (max(0.0, 2 * value - high), max(0.0, 2 * value - low)))
+
+
 @dataclass(frozen=True)
 class FidKidScore(Result):
     fid: Estimate  # basic bootstrap interval (see FidKid)
@@ -112,7 +118,6 @@ class FidKid:
         resampled = torch.tensor([frechet_distance(real[torch.randint(len(real), (len(real),), generator=generator)],
                                                    fake[torch.randint(len(fake), (len(fake),), generator=generator)])
                                   for _ in range(self.bootstrap)])
-        q_low, q_high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if self.bootstrap else (fid, fid)
         with warnings.catch_warnings():  # KID keeps every feature in memory; at these set sizes that is intended
             warnings.simplefilter("ignore", UserWarning)
             kid = KernelInceptionDistance(feature=Precomputed(real.shape[-1]),
@@ -122,8 +127,7 @@ class FidKid:
         with torch.random.fork_rng(devices=[]):  # torchmetrics draws KID's subsets from the global generator
             torch.manual_seed(self.seed)
             kid_mean, kid_std = kid.compute()
-        return FidKidScore(Estimate(fid, (max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low))),
-                           float(kid_mean), float(kid_std), self.label)
+        return FidKidScore(basic_interval(fid, resampled), float(kid_mean), float(kid_std), self.label)
 
     def _against_statistics(self, fake: torch.Tensor) -> FidKidScore:
         """FID against fixed statistics; its interval resamples the generated set only (the reference is fixed)."""
@@ -139,6 +143,4 @@ class FidKid:
         generator = torch.Generator().manual_seed(self.seed)
         resampled = torch.tensor([distance(fake[torch.randint(len(fake), (len(fake),), generator=generator)])
                                   for _ in range(self.bootstrap)])
-        q_low, q_high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if self.bootstrap else (fid, fid)
-        return FidKidScore(Estimate(fid, (max(0.0, 2 * fid - q_high), max(0.0, 2 * fid - q_low))), None, None,
-                           self.label)
+        return FidKidScore(basic_interval(fid, resampled), None, None, self.label)
