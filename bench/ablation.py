@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wgunet.commands import teacher_features
+from wgunet.features import cached_features, feature_extractor, teacher_features
 from wgunet.config import load_config
-from wgunet.features import cached_features, feature_extractor
 from wgunet.files import write_json
 from wgunet.finc import finc
 from wgunet.images import load_image_set

@@ -14,8 +14,7 @@ import argparse
 
 import torch
 
-from wgunet.commands import teacher_features
-from wgunet.features import feature_extractor
+from wgunet.features import feature_extractor, teacher_features
 from wgunet.images import load_image_set
 from wgunet.ladder import degradation_ladders, rgb_noise
 from wgunet.metrics import FidKid

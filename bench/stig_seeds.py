@@ -15,8 +15,7 @@ import tempfile
 
 import torch
 
-from wgunet.commands import teacher_features
-from wgunet.features import feature_extractor
+from wgunet.features import feature_extractor, teacher_features
 from wgunet.images import load_image_set
 from wgunet.metrics import FidKid
 from wgunet.spectral import image_statistics, spectral_scores

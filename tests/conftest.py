@@ -31,4 +31,4 @@ def tiny_run(tiny_teacher, tmp_path):
     """Overrides for a distillation run of a few seconds on 16x16 patches."""
     return [f"teacher={tiny_teacher}", f"student={TINY_STUDENT}", "data.sample_size=16", "data.patches_per_image=4",
             "batch_size=8", "max_steps=6", "checkpoint_every=3", "keep_checkpoints=5", "log_every=1",
-            "warmup_steps=2", f"output_dir={tmp_path / 'run'}"]
+            "warmup_steps=2", "eval_every=0", f"output_dir={tmp_path / 'run'}"]

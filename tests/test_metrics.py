@@ -3,9 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from wgunet.commands import teacher_features
+from wgunet.features import MetricError, feature_extractor, teacher_features
 
-from wgunet.features import MetricError, feature_extractor
 from wgunet.metrics import FidKid
 
 
@@ -80,7 +79,7 @@ def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
 def test_fid_against_saved_statistics_is_fid_against_the_images(tmp_path):
     """Statistics of the reference set give the same FID as the reference images (KID needs the images, so it is
     left out), a set scored against its own statistics gives ~0, and statistics from other features are refused."""
-    from wgunet.commands import read_fid_reference
+    from wgunet.metrics import read_fid_reference
     from wgunet.metrics import ReferenceStatistics
     from wgunet.outputs import write_fid_reference
 

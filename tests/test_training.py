@@ -5,20 +5,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from diffusers import DDPMPipeline
+from PIL import Image
 from safetensors.torch import load_file
 
 from wgunet import WGUNet
 from wgunet.config import load_config
+from wgunet.monitor import read_evaluations
 from wgunet.runs import RunError, latest_checkpoint
 from wgunet.training import TrainingError, build_models, train
 
 
 def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    """The loss rows of metrics.jsonl (evaluations during training are rows of their own, with eval/... keys)."""
+    return [row for line in (run / "metrics.jsonl").read_text().splitlines() if "loss" in (row := json.loads(line))]
 
 
 def test_distillation_exports_a_student_that_adopts_the_teacher_schedule(tiny_run, tiny_teacher):
@@ -148,7 +152,8 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(MULTIPROCESS_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               str(script), str(tmp_path), *tiny_run, "max_steps=4", "checkpoint_every=2", "batch_size=4"]
+               str(script), str(tmp_path), *tiny_run, "max_steps=4", "checkpoint_every=2", "batch_size=4",
+               "eval_every=2", "eval.num_images=5", "eval.steps=2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -161,6 +166,12 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     DDPMPipeline.from_pretrained(run / "model")
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert [e["step"] for e in read_evaluations(run)] == [2, 4]
+    # the evaluation split its 5 images over the 2 processes and gathered them in order: one process draws the same
+    from test_monitor import grid_of_sampled
+
+    grid = np.asarray(Image.open(run / "evals" / "step-4" / "grid.png"))
+    assert np.array_equal(grid, grid_of_sampled(run / "model", 5, tmp_path / "samples"))
 
 
 @pytest.mark.parametrize("max_steps, warmup, reached_at", [(50, 100, 5), (1000, 100, 100), (1000, 20, 20)])
@@ -181,18 +192,20 @@ def test_warmup_is_capped_at_a_tenth_of_the_run_so_short_runs_reach_their_learni
 
 def test_metrics_and_hyperparameters_reach_tensorboard(tiny_run):
     """log_with=tensorboard: every logged row of metrics.jsonl is in the event files, and the config is stored as
-    hyper-parameters; an uninstalled tracker is named with the package to install."""
+    hyper-parameters, the evaluation during training as scalars and its grid as an image; an uninstalled tracker
+    is named with the package to install."""
     pytest.importorskip("tensorboard", reason="tensorboard is in the [dev] extra")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = load_config(None, tiny_run + ["log_with=tensorboard"])
+    config = load_config(None, tiny_run + ["log_with=tensorboard", "eval_every=3", "eval.num_images=4", "eval.steps=2"])
     train(config)
     run = Path(config.output_dir)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    events = EventAccumulator(str(run / "wgunet")).Reload()
-    for key in ("loss", "ddpm", "lr"):
-        assert [e.step for e in events.Scalars(key)] == [r["step"] for r in rows]
-        assert [e.value for e in events.Scalars(key)] == pytest.approx([r[key] for r in rows], rel=1e-6)
+    events = EventAccumulator(str(run / "wgunet"), size_guidance={"images": 0}).Reload()
+    for key in ("loss", "ddpm", "lr", "eval/high_frequency_ratio", "eval/lfd_stig"):
+        assert [e.step for e in events.Scalars(key)] == [r["step"] for r in rows if key in r]
+        assert [e.value for e in events.Scalars(key)] == pytest.approx([r[key] for r in rows if key in r], rel=1e-6)
+    assert [(e.step, e.width, e.height) for e in events.Images("eval/grid")] == [(3, 38, 38), (6, 38, 38)]
     (stored,) = run.glob("wgunet/*/hparams.yml")  # Accelerate's copy of what it gave TensorBoard's add_hparams
     hparams = yaml.safe_load(stored.read_text())
     assert hparams["loss.lambda_freq"] == config.loss.lambda_freq and hparams["max_steps"] == config.max_steps

@@ -8,6 +8,7 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
 from .config import TrainConfig, to_dict
+from .monitor import TrainingEvaluation
 
 
 def hub_id(name: str) -> str | None:
@@ -15,9 +16,9 @@ def hub_id(name: str) -> str | None:
     return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~")) else None
 
 
-def model_card(config: TrainConfig, step: int, parameters: int) -> str:
+def model_card(config: TrainConfig, step: int, parameters: int, evaluation: TrainingEvaluation | None = None) -> str:
     """Front matter (library, tags, the teacher as base model, license) and what the model is, how it was trained
-    (the whole config) and how to load and sample it."""
+    (the whole config), its latest evaluation during training (``eval_every``) and how to load and sample it."""
     distilled = config.mode == "distill"
     data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation", license="other",
                          base_model=hub_id(config.teacher) if distilled else None,
@@ -48,7 +49,7 @@ Faster, with the samplers set up as this model was trained (x0 clipping kept for
 
 ## Evaluation
 
-No scores are recorded at export; `python eval.py report THIS_FOLDER --out report/` measures spectra,
+{scores_section(evaluation)}`python eval.py report THIS_FOLDER --out report/` measures spectra,
 FID/KID (features named in its output), the spectral-bias probe and FINC against the teacher.
 
 ## Training config
@@ -58,3 +59,17 @@ FID/KID (features named in its output), the spectral-bias probe and FINC against
 ```
 """
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+
+
+def scores_section(evaluation: TrainingEvaluation | None) -> str:
+    """The scores of the evaluation during training, as a table with their 95% intervals."""
+    if evaluation is None:
+        return "No evaluation during training up to this step (see eval_every).\n"
+    rows = [(name, estimate) for name, estimate in evaluation.scores.items()]
+    if evaluation.fid is not None:
+        rows.append((f"FID ({evaluation.fid.features}; {evaluation.num_images} images, biased upward)",
+                     evaluation.fid.fid))
+    table = "\n".join(f"| {name} | {e.value:.4g} | [{e.ci95[0]:.4g}, {e.ci95[1]:.4g}] |" for name, e in rows)
+    return (f"Scored during training at step {evaluation.step}: {evaluation.num_images} images "
+            f"({evaluation.sampler}, fixed seeds) against `{evaluation.reference}`.\n\n"
+            f"| score | value | 95% interval |\n|---|---|---|\n{table}\n\n")

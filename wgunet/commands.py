@@ -4,24 +4,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-import torch
 from torch import nn
 
 from .data import builtin_set
-from .features import TeacherFeatures, cached_features, feature_extractor, label
+from .features import cached_features, compute_features, feature_extractor, label, teacher_features
 from .files import folder_lock, write_json
 from .images import ImageSet, load_image_set, write_image_folder
 from .loading import load_model
 from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
-from .features import compute_features
-from .metrics import FidKid, MetricError, ReferenceStatistics
+from .metrics import FidKid, MetricError, ReferenceStatistics, read_fid_reference
 from .outputs import write_fid_reference, write_modes, write_probe, write_spectrum
 from .probe import ProbeResult, spectral_probe
 from .stig import StigConfig, load_refiner, paper_config, refine, train_refiner
-from .teacher import load_teacher
 
 
 def load_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, ImageSet]:
@@ -31,28 +26,6 @@ def load_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, Im
     size = next(iter(files.values())).size[0] if files else None
     sets = {name: files.get(name) or load_image_set(source, size).first(limit) for name, source in sources.items()}
     return sets
-
-
-def teacher_features(teacher: str) -> Callable[[], nn.Module]:
-    """Builds the teacher's feature extractor, loading the teacher, only if an extractor asks for it."""
-    return lambda: TeacherFeatures(*load_teacher(teacher), teacher)
-
-
-def read_fid_reference(path: str | Path) -> ReferenceStatistics:
-    """FID reference statistics from an .npz with ``mu`` and ``sigma`` (this project's, EDM's or clean-fid's); the
-    extractor's name and the image count are read when the file has them. Nothing in it is unpickled."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            mu, sigma = torch.from_numpy(archive["mu"]).double(), torch.from_numpy(archive["sigma"]).double()
-            label = str(archive["features"]) if "features" in archive else None
-            num = int(archive["num"]) if "num" in archive else None
-    except (OSError, EOFError, ValueError, KeyError) as error:
-        raise MetricError(f"{str(path)!r} is not FID reference statistics (an .npz with 'mu' and 'sigma'): {error}; "
-                          "make them with `eval.py fid-ref SET --out stats.npz`") from None
-    if mu.dim() != 1 or sigma.shape != (len(mu), len(mu)):
-        raise MetricError(f"{str(path)!r}: 'mu' must be (F,) and 'sigma' (F, F), got {tuple(mu.shape)} and "
-                          f"{tuple(sigma.shape)}")
-    return ReferenceStatistics(mu, sigma, label, num)
 
 
 def fid_reference(source: str, out: Path, *, features: str, teacher: str) -> ReferenceStatistics:

@@ -48,6 +48,19 @@ class LossConfig:
 
 
 @dataclass
+class EvalConfig:
+    # what the EMA model is scored on every eval_every steps (wgunet.monitor); the same noise every time
+    num_images: int = 64
+    scheduler: str = "ddim"
+    steps: int = 10  # denoising steps per image: few, so evaluation stays a small part of a run
+    reference: str = "patches:heldout"  # real images the spectral scores compare with (at data.sample_size)
+    fid_ref: str | None = None  # FID reference statistics (.npz from `eval.py fid-ref`); FID only when given
+    features: str = "auto"  # FID features; must be those fid_ref was made with
+    bootstrap: int = 200  # resamples for the scores' 95% intervals
+    seed: int = 0  # image i's noise comes from (seed, i), as in sample.py
+
+
+@dataclass
 class TrainConfig:
     mode: str = "distill"  # "distill": WG-UNet student from a teacher; "teacher": plain UNet2DModel, DDPM loss only
     teacher: str = "assets/teacher"  # Hub id or local folder (model or pipeline) of a diffusers UNet2DModel
@@ -73,6 +86,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
     log_every: int = 10
+    eval_every: int = 250  # 0: never; evaluates at every eval_every steps and at the end (see EvalConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     # where the logged metrics also go: "auto" (TensorBoard when installed), "none", or an Accelerate tracker
     log_with: str = "auto"
     push_to_hub: bool = False  # push the final export (with its model card) to the Hub as hub_model_id
@@ -205,6 +220,10 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("checkpoint_every", _positive, "a positive number of steps"),
     ("keep_checkpoints", lambda v: v >= 1, ">= 1 (the newest checkpoint is what --resume continues from)"),
     ("log_every", _positive, "a positive number of steps"),
+    ("eval_every", _non_negative, ">= 0 (0 switches evaluation during training off)"),
+    ("eval.num_images", lambda v: v >= 2, ">= 2 (the spectral scores' intervals resample images)"),
+    ("eval.steps", _positive, "a positive number of denoising steps"),
+    ("eval.bootstrap", _non_negative, ">= 0"),
     ("adam_betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("data.sample_size", _positive, "a positive number of pixels"),
     ("data.patches_per_image", _positive, "positive"),
@@ -215,20 +234,25 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("loss.eps", _positive, "positive (it keeps |DFT(x0)|^alpha finite)"),
 ]
 CHOICES = {"teacher_dtype": ("float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
-           "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive")}
+           "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"),
+           "eval.scheduler": ("ddim", "ddpm", "dpm++"), "eval.features": ("auto", "teacher", "inception", "dinov2")}
+
+
+def _get(config: TrainConfig, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def validate(config: TrainConfig) -> None:
     """Every value in its allowed range; the message names the key, the value and what is allowed."""
     for key, test, allowed in VALUE_RULES:
-        value = config
-        for part in key.split("."):
-            value = getattr(value, part)
+        value = _get(config, key)
         if not test(value):
             raise ConfigError(f"{key} must be {allowed}, got {value!r}")
     for key, choices in CHOICES.items():
-        if getattr(config, key) not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
+        if _get(config, key) not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {_get(config, key)!r}")
     if config.loss.lambda_ddpm == config.loss.lambda_spatial == config.loss.lambda_freq == 0:
         raise ConfigError("loss.lambda_ddpm, loss.lambda_spatial and loss.lambda_freq are all 0: nothing would be trained")
     if config.push_to_hub and not config.hub_model_id:

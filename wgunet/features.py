@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .cli import UserError
 from .data import to_signed, to_unit
 from .files import write_file, write_json
+from .teacher import load_teacher
 
 EXTRACTORS = ("pixels", "teacher", "inception", "dinov2")
 TEACHER_TIMESTEP = 10
@@ -150,6 +151,11 @@ def feature_extractor(name: str, teacher: Callable[[], nn.Module] | None = None)
             raise MetricError(f"{DINOV2} is not in the local Hugging Face cache ({error}); where there is internet, "
                               f"run `huggingface-cli download {DINOV2}`") from None
     raise MetricError(f"unknown feature extractor {name!r}; choose auto, {', '.join(EXTRACTORS)}")
+
+
+def teacher_features(teacher: str) -> Callable[[], nn.Module]:
+    """Builds the teacher's feature extractor, loading the teacher, only if an extractor asks for it."""
+    return lambda: TeacherFeatures(*load_teacher(teacher), teacher)
 
 
 def label(extractor: nn.Module) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
@@ -144,3 +146,20 @@ class FidKid:
         resampled = torch.tensor([distance(fake[torch.randint(len(fake), (len(fake),), generator=generator)])
                                   for _ in range(self.bootstrap)])
         return FidKidScore(basic_interval(fid, resampled), None, None, self.label)
+
+
+def read_fid_reference(path: str | Path) -> ReferenceStatistics:
+    """FID reference statistics from an .npz with ``mu`` and ``sigma`` (this project's, EDM's or clean-fid's); the
+    extractor's name and the image count are read when the file has them. Nothing in it is unpickled."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            mu, sigma = torch.from_numpy(archive["mu"]).double(), torch.from_numpy(archive["sigma"]).double()
+            label = str(archive["features"]) if "features" in archive else None
+            num = int(archive["num"]) if "num" in archive else None
+    except (OSError, EOFError, ValueError, KeyError) as error:
+        raise MetricError(f"{str(path)!r} is not FID reference statistics (an .npz with 'mu' and 'sigma'): {error}; "
+                          "make them with `eval.py fid-ref SET --out stats.npz`") from None
+    if mu.dim() != 1 or sigma.shape != (len(mu), len(mu)):
+        raise MetricError(f"{str(path)!r}: 'mu' must be (F,) and 'sigma' (F, F), got {tuple(mu.shape)} and "
+                          f"{tuple(sigma.shape)}")
+    return ReferenceStatistics(mu, sigma, label, num)

@@ -92,3 +92,23 @@ def plot_modes(rows: list[tuple[str, np.ndarray]]) -> bytes:
     if not rows:
         axes[0][0].text(0.5, 0.5, "no mode above the noise floor", ha="center", va="center")
     return _png(figure)
+
+
+def plot_training(evaluations: list[dict]) -> bytes:
+    """High-frequency ratio and log-spectral distance of the evaluations during training (scores.json of
+    wgunet.monitor) against step, each with its 95% interval as a band."""
+    steps = [e["step"] for e in evaluations]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=110)
+    for axis, key, title in ((axes[0], "high_frequency_ratio", "high-frequency ratio (1 = real; log scale)"),
+                             (axes[1], "log_spectral_distance_db", "log-spectral distance (dB, 0 = real)")):
+        values = [e["scores"][key]["value"] for e in evaluations]
+        low, high = zip(*(e["scores"][key]["ci95"] for e in evaluations))
+        axis.fill_between(steps, low, high, color=set_colour("student"), alpha=0.25, linewidth=0)
+        axis.plot(steps, values, "o-", color=set_colour("student"))
+        axis.axhline(1.0 if key == "high_frequency_ratio" else 0.0, color=set_colour("real"), linewidth=1)
+        if key == "high_frequency_ratio":
+            axis.set_yscale("log")
+        axis.set(xlabel="training step", title=title)
+        axis.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)

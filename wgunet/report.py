@@ -17,15 +17,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .cli import UserError
-from .commands import read_fid_reference, refine_set
+from .commands import refine_set
 from .features import TeacherFeatures, cached_features, feature_extractor, label
 from .files import folder_lock, write_json, write_text
 from .images import GRID_IMAGES, ImageSet, load_image_set, make_grid, png_bytes
 from .loading import load_model
 from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
-from .metrics import FidKid
+from .metrics import FidKid, read_fid_reference
 from .outputs import write_modes, write_png_bytes, write_probe, write_spectrum
-from .plots import in_set_order
+from .monitor import read_evaluations
+from .plots import in_set_order, plot_training
 from .probe import DEFAULT_TIMESTEPS, ProbeResult, format_cutoff, spectral_probe
 from .sampling import run_sampling
 from .stats import count_parameters, describe
@@ -50,6 +51,7 @@ class Report:
     spectrum: SpectrumResult
     probe: ProbeResult
     modes: ModeComparison
+    training: list[dict]  # the student's evaluations during training (wgunet.monitor), when its run folder has them
 
     def to_dict(self) -> dict:
         return {"student": self.student, "teacher": self.teacher, "num_samples": self.num_samples,
@@ -57,7 +59,7 @@ class Report:
                 "sampling": self.sampling, "model_sizes": self.model_sizes, "spectrum": self.spectrum.to_dict(),
                 "probe": {"timesteps": self.probe.timesteps,
                           "cutoff": {n: c.cutoff for n, c in self.probe.models.items()}},
-                "finc": self.modes.to_dict()}
+                "finc": self.modes.to_dict(), "training": self.training}
 
 
 def build_report(student: str, teacher: str, reference: str, num_samples: int, out: Path, *, scheduler: str = "ddim",
@@ -131,7 +133,14 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         if translator is not None:  # the refiner's FFTs are not counted by the MAC counter
             sizes[STIG_SET] = {"params_M": sizes["student"]["params_M"] + count_parameters(translator) / 1e6,
                                "GMACs": None}
-        report = Report(student, teacher, num_samples, stig_refiner, samples, sampling, sizes, spectrum, probe, modes)
+        training = read_evaluations(Path(student).parent)  # an export's run folder holds evals/step-N/
+        if training:
+            figures["training"] = plot_training(training)
+            write_png_bytes(out / "training.png", figures["training"])
+            grids |= {f"step {e['step']}": (Path(student).parent / "evals" / f"step-{e['step']}" / "grid.png").read_bytes()
+                      for e in training}
+        report = Report(student, teacher, num_samples, stig_refiner, samples, sampling, sizes, spectrum, probe, modes,
+                        training)
         write_json(out / "metrics.json", report.to_dict())
         bar.set_postfix_str("report.html")
         write_text(out / "report.html", render_html(report, figures, grids))
@@ -211,16 +220,28 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
                 + _figure(grids["student"], "before (student)") + _figure(grids[STIG_SET], "after (student + STIG)")
                 + "</div><p>Scores before and after are the student and student + STIG columns of the "
                   "<a href=\"#scores\">score table</a> above.</p>")
+    training = ""
+    if report.training:
+        first = report.training[0]
+        frames = "".join(_figure(grids[f"step {e['step']}"], f"step {e['step']}: high-frequency ratio "
+                                 f"{e['scores']['high_frequency_ratio']['value']:.3g}, LSD "
+                                 f"{e['scores']['log_spectral_distance_db']['value']:.3g} dB") for e in report.training)
+        training = (f"<h2 id=\"training\">During training</h2><p>The EMA student every eval_every steps: "
+                    f"{first['num_images']} images ({first['sampler']}) from the same noise each time, scored against "
+                    f"{html.escape(first['reference'])} (run folder's evals/).</p><div class=\"plot\">"
+                    + _figure(figures["training"], "scores against training step, 95% intervals as bands")
+                    + f"</div><div class=\"row frames\">{frames}</div>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
              "th{background:#f2f2f2}.row{display:flex;gap:1em;flex-wrap:wrap}figure{margin:0}"
              "img{max-width:100%;image-rendering:pixelated}.grid img{width:380px}figcaption{font-size:90%;color:#555}"
-             ".plot img{width:100%;image-rendering:auto}")
+             ".plot img{width:100%;image-rendering:auto}.frames img{width:220px}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>wgunet report</title><style>{style}</style></head><body>
 <h1>wgunet report: student vs teacher</h1>
 {_table(["setting", "value"], setup_rows)}
 <h2>Samples</h2><div class="row grid">{sample_grids}</div>
+{training}
 <h2 id="scores">Scores against the real set (95% bootstrap intervals)</h2>
 {_table(["score"] + sets, score_rows)}
 <h2>Reduced spectra</h2>{_figure(figures["spectra"], "mean reduced power spectra, log-log")}

@@ -7,11 +7,12 @@ saved with the checkpoint, so a run stopped and resumed repeats the uninterrupte
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +29,15 @@ from tqdm.auto import tqdm
 
 from .cli import UserError
 from .config import TrainConfig, to_dict
-from .data import build_dataset
 from .card import model_card
+from .data import build_dataset
+from .features import teacher_features
 from .files import atomic_folder, folder_lock, write_text
 from .hub import push_export
 from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
 from .model import WGUNet
+from .monitor import TrainingEvaluation, TrainingMonitor
 from .prediction import training_target
 from .runs import Run, list_checkpoints
 from .state import StateError, load_tree, random_states, save_tree, set_random_states
@@ -43,7 +46,7 @@ from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
                         "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with", "push_to_hub",
-                        "hub_model_id")
+                        "hub_model_id", "eval_every", "eval")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -128,13 +131,36 @@ def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, 
     return terms
 
 
-def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path, card: str) -> None:
-    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/) with its model card."""
+@contextlib.contextmanager
+def ema_weights(ema: EMAModel, model: nn.Module):
+    """``model`` holds the EMA weights inside the block, its trained weights again after it."""
     ema.store(model.parameters())
     ema.copy_to(model.parameters())
-    DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
-    ema.restore(model.parameters())
+    try:
+        yield model
+    finally:
+        ema.restore(model.parameters())
+
+
+def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path, card: str) -> None:
+    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/) with its model card."""
+    with ema_weights(ema, model):
+        DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
     write_text(folder / "README.md", card)
+
+
+def evaluate(accelerator: Accelerator, monitor: TrainingMonitor, run: Run, model: nn.Module, ema: EMAModel,
+             scheduler: DDPMScheduler, step: int, card: Callable[[TrainingEvaluation], str]) -> TrainingEvaluation | None:
+    """The EMA model's evaluation (wgunet.monitor), logged; the checkpoint of this step gets the scores in its card."""
+    with ema_weights(ema, model):
+        evaluation = monitor(accelerator, model, scheduler, step)
+    if evaluation is not None:
+        run.log({"step": step, **evaluation.scalars()})
+        accelerator.log(evaluation.scalars(), step=step)
+        checkpoint = run.path / "checkpoints" / f"step-{step:06d}"
+        if checkpoint.is_dir():
+            write_text(checkpoint / "model" / "README.md", card(evaluation))
+    return evaluation
 
 
 def save_checkpoint(accelerator: Accelerator, run: Run, step: int, model: nn.Module, optimizer, lr_schedule,
@@ -211,6 +237,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     )
     set_seed(config.seed)  # identical initial weights on every process
     model, scheduler, teacher, taps = build_models(config)
+    monitor = (TrainingMonitor(config.eval, config.data.sample_size, output_dir, teacher_features(config.teacher))
+               if config.eval_every else None)
     if teacher is not None:
         teacher.to(accelerator.device)
     data = build_dataset(config.data, config.seed, dataset)
@@ -221,6 +249,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay)
     lr_schedule = build_lr_schedule(optimizer, config)
     exported = model.student if isinstance(model, Distiller) else model
+    size = sum(p.numel() for p in exported.parameters())
     ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema.to(accelerator.device)
@@ -247,7 +276,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     bar = tqdm(total=config.max_steps, initial=step, desc=config.mode, disable=not accelerator.is_main_process)
     accumulation = config.gradient_accumulation_steps
     epoch, skip = divmod(step * accumulation, len(loader))  # where the data order stood at the checkpoint
-    running = 0
+    running, evaluation = 0, None
     while step < config.max_steps:
         loader.set_epoch(epoch)
         for x0 in accelerator.skip_first_batches(loader, skip) if skip else loader:
@@ -276,8 +305,11 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
                 accelerator.log(metrics, step=step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 save_checkpoint(accelerator, run, step, model, optimizer, lr_schedule, ema, generator, exported,
-                                scheduler, config.keep_checkpoints,
-                                model_card(config, step, sum(p.numel() for p in exported.parameters())))
+                                scheduler, config.keep_checkpoints, model_card(config, step, size, evaluation))
+            if monitor and (step % config.eval_every == 0 or step == config.max_steps):
+                bar.set_postfix_str(f"evaluating step {step}")
+                evaluation = evaluate(accelerator, monitor, run, exported, ema, scheduler, step,
+                                      lambda scores: model_card(config, step, size, scores))
             if step >= config.max_steps:
                 break
         epoch, skip = epoch + 1, 0
