@@ -1,54 +1,11 @@
 """Sample images from a checkpoint: python sample.py CHECKPOINT --num N --out DIR
 
-CHECKPOINT is a WG-UNet student exported by train.py (runs/default/model, or a run or checkpoint folder),
-a diffusers model or pipeline folder, or a Hub id such as google/ddpm-cifar10-32.
-Writes numbered PNGs, grid.png and samples.npz (uint8, N x H x W x C) into DIR.
+The command line is wgunet_cli/sample.py (installed as wgunet-sample).
 """
 
-import argparse
 import sys
 
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="model folder, pipeline folder, training run folder, or Hub id")
-    parser.add_argument("--num", type=int, default=64, help="number of images (default 64)")
-    parser.add_argument("--out", required=True, help="output folder for the PNGs, grid.png and samples.npz")
-    parser.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"],
-                        help="sampler (default ddim): ddpm = ancestral DDPM, ddim = deterministic DDIM (eta 0), "
-                        "dpm++ = DPM-Solver++ multistep")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="denoising steps (default: ddpm the full training chain, ddim 50, dpm++ 20)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per forward pass (default: about 400k pixels, 128 at 32x32)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="image i is drawn from its own generator seeded by (seed, i): the same images at any batch size")
-    parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, mps ...")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model precision")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same settings)")
-    parser.add_argument("--overwrite", action="store_true", help="delete the images already in --out and start again")
-    args = parser.parse_args()
-    if args.num < 1 or (args.batch_size is not None and args.batch_size < 1) or (args.steps is not None and args.steps < 1):
-        parser.error("--num, --batch-size and --steps must be positive")
-    from wgunet.cli import run_cli  # after parsing: --help never loads torch
-
-    return run_cli(lambda: _sample(args))
-
-
-def _sample(args: argparse.Namespace) -> None:
-    from wgunet.sampling import run_sampling
-
-    record = run_sampling(args.checkpoint, args.num, args.out, scheduler=args.scheduler, steps=args.steps,
-                          batch_size=args.batch_size, seed=args.seed, device=args.device, dtype=args.dtype,
-                          resume=args.resume, overwrite=args.overwrite)
-    if record["sampled_now"]:
-        print(f"{record['sampled_now']} new images in {record['seconds']:.1f} s "
-              f"({record['images_per_second']:.2f} images/s); {record['num']} in {args.out}")
-    else:
-        print(f"all {record['num']} images were already in {args.out}")
-    print(f"grid: {args.out}/grid.png\narray: {args.out}/samples.npz")
-
+from wgunet_cli.sample import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,3 +34,15 @@ def test_os_errors_become_one_line_naming_the_path(error, capsys):
     assert run_cli(fail) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and error.strerror in err and error.filename in err and "--resume" in err
+
+
+@pytest.mark.parametrize("name, module", [("wgunet-train", "wgunet_cli.train"), ("wgunet-sample", "wgunet_cli.sample"),
+                                          ("wgunet-eval", "wgunet_cli.eval")])
+def test_console_scripts_are_installed_and_run_the_same_command_lines(name, module):
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    (entry,) = [e for e in entry_points(group="console_scripts") if e.name == name]
+    assert entry.value == f"{module}:main"
+    result = subprocess.run([str(Path(sys.executable).parent / name), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: {name} "), result.stderr[-2000:]
