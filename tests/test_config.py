@@ -41,7 +41,7 @@ def test_overrides_are_parsed_as_yaml_and_nested():
     ("adam_betas=[0.9,1.5]", "adam_betas must be two numbers"),
     ("grad_clip=-1", "grad_clip must be >= 0"),
     ("weight_decay=-0.1", "weight_decay must be >= 0"),
-    ("teacher_dtype=float64", "teacher_dtype must be one of float32, float16, bfloat16, got 'float64'"),
+    ("teacher_dtype=float64", "teacher_dtype must be one of auto, float32, float16, bfloat16, got 'float64'"),
     ("mixed_precision=fp8", "mixed_precision must be one of no, fp16, bf16, got 'fp8'"),
     ("loss.lambda_spatial=-0.1", "loss.lambda_spatial must be >= 0"),
     ("loss.lambda_freq=-1", "loss.lambda_freq must be >= 0"),

@@ -110,3 +110,23 @@ def test_an_export_loads_in_plain_diffusers_after_import_wgunet(tmp_path):
     with_import = subprocess.run([sys.executable, "-c", "import wgunet\n" + load], capture_output=True, text=True)
     assert with_import.returncode == 0, with_import.stderr[-2000:]
     assert with_import.stdout.strip().endswith("WGUNet (1, 16, 16, 3)")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """enable_gradient_checkpointing() (config gradient_checkpointing) recomputes activations; the gradients of
+    every parameter are those of the plain backward pass."""
+    model = WGUNet(**{**TINY, "gate_on_time": True})
+    x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([3, 40])
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        out = model(x, t, return_features=True)
+        (out.sample.pow(2).mean() + out.features["mid"].mean()).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain = gradients()
+    model.enable_gradient_checkpointing()
+    assert model.gradient_checkpointing
+    checkpointed = gradients()
+    assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6, rtol=1e-5) for k in plain)
+    assert any(v.abs().sum() > 0 for v in checkpointed.values())

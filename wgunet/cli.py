@@ -10,12 +10,17 @@ class UserError(Exception):
     """Input that cannot be used (config, data, checkpoint, run state); the message names the problem and the fix."""
 
 
+class ReplicatedError(UserError):
+    """The main process's error, raised again on the other processes so that they stop too (printed once)."""
+
+
 def run_cli(command: Callable[[], object]) -> int:
     """Run ``command``; a UserError, an OS error or Ctrl-C becomes a one-line message and exit status 2 or 130."""
     try:
         command()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if not isinstance(error, ReplicatedError):  # the main process of several has printed it already
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # disk full, no permission, a file where a folder should be: one line, with the path
         where = f": {error.filename}" if error.filename else ""

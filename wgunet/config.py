@@ -64,7 +64,7 @@ class EvalConfig:
 class TrainConfig:
     mode: str = "distill"  # "distill": WG-UNet student from a teacher; "teacher": plain UNet2DModel, DDPM loss only
     teacher: str = "assets/teacher"  # Hub id or local folder (model or pipeline) of a diffusers UNet2DModel
-    teacher_dtype: str = "float32"
+    teacher_dtype: str = "auto"  # auto: bfloat16 / float16 under mixed_precision bf16 / fp16, else float32
     student: dict[str, Any] = field(default_factory=dict)  # WGUNet arguments
     unet: dict[str, Any] = field(default_factory=dict)  # UNet2DModel arguments, for mode "teacher"
     scheduler: dict[str, Any] = field(default_factory=dict)  # DDPMScheduler arguments, for mode "teacher"
@@ -83,6 +83,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True
     mixed_precision: str = "no"  # "no", "fp16", "bf16" (Accelerate)
+    gradient_checkpointing: bool = False  # recompute the student's activations in the backward pass: less memory
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -233,7 +234,7 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("loss.lambda_freq", _non_negative, ">= 0 (0 switches the term off)"),
     ("loss.eps", _positive, "positive (it keeps |DFT(x0)|^alpha finite)"),
 ]
-CHOICES = {"teacher_dtype": ("float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
+CHOICES = {"teacher_dtype": ("auto", "float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
            "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"),
            "eval.scheduler": ("ddim", "ddpm", "dpm++"), "eval.features": ("auto", "teacher", "inception", "dinov2")}
 

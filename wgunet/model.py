@@ -48,6 +48,8 @@ class _Level(nn.Module):
 class WGUNet(ModelMixin, ConfigMixin):
     """Wavelet-Gated UNet. Every size comes from the config; see ``configs/default.yaml``."""
 
+    _supports_gradient_checkpointing = True  # diffusers' enable_gradient_checkpointing() switches it on
+
     @register_to_config
     def __init__(
         self,
@@ -133,6 +135,14 @@ class WGUNet(ModelMixin, ConfigMixin):
 
         self.norm_out = nn.GroupNorm(norm_num_groups, widths[0], eps=norm_eps)
         self.conv_out = nn.Conv2d(widths[0], out_channels, kernel_size=3, padding=1)
+        self.gradient_checkpointing = False
+
+    def _block(self, block: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
+        """``block(*args)``; with gradient checkpointing on, its activations are recomputed in the backward pass
+        instead of kept (each ResNet, attention and WG block is one checkpoint)."""
+        if self.gradient_checkpointing and torch.is_grad_enabled() and not isinstance(block, nn.Identity):
+            return self._gradient_checkpointing_func(block, *args)
+        return block(*args)
 
     @staticmethod
     def _check_config(sample_size, widths, resolutions, attention_resolutions, attention_head_dim, norm_num_groups) -> None:
@@ -179,21 +189,22 @@ class WGUNet(ModelMixin, ConfigMixin):
         skips = [h]
         for i, level in enumerate(self.down_levels):
             for resnet, attention in zip(level.resnets, level.attentions):
-                h = attention(resnet(h, temb))
+                h = self._block(attention, self._block(resnet, h, temb))
                 skips.append(h)
             if level.resample is not None:
-                h = level.resample(h, gate_temb)
+                h = self._block(level.resample, h, gate_temb)
                 skips.append(h)
             features[f"down.{i}"] = h
 
-        h = self.mid.resnets[1](self.mid.attentions[0](self.mid.resnets[0](h, temb)), temb)
+        h = self._block(self.mid.resnets[0], h, temb)
+        h = self._block(self.mid.resnets[1], self._block(self.mid.attentions[0], h), temb)
         features["mid"] = h
 
         for i, level in enumerate(self.up_levels):
             for resnet, attention in zip(level.resnets, level.attentions):
-                h = attention(resnet(torch.cat([h, skips.pop()], dim=1), temb))
+                h = self._block(attention, self._block(resnet, torch.cat([h, skips.pop()], dim=1), temb))
             if level.resample is not None:
-                h = level.resample(h, gate_temb)
+                h = self._block(level.resample, h, gate_temb)
             features[f"up.{i}"] = h
 
         out = self.conv_out(nn.functional.silu(self.norm_out(h)))

@@ -8,6 +8,7 @@ is ``wgunet.images``'s).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .cli import UserError
 from .files import folder_lock
 from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
 from .loading import DTYPES, load_model
+from .processes import my_share, on_main, processes
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full training chain
@@ -104,30 +106,36 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
 
     ``model``: the checkpoint's (model, training schedule) when the caller has loaded it already.
     One sampling run per folder at a time (a lock in the folder, free as soon as its holder dies).
+    Under ``accelerate launch`` / ``torchrun`` each process draws every n-th missing image on its own device and
+    the main process keeps the lock, the record and the derived files: the images are those of one process.
     """
     if resume and overwrite:
         raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
-    out = Path(out)
+    out, state = Path(out), processes()
+    device = str(state.device) if state.num_processes > 1 and device == "auto" else device
     pipeline = build_pipeline(*(model or load_model(checkpoint, DTYPES[dtype])), scheduler, device)
     steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
               "sample_size": pipeline.unet.config.sample_size}
-    with folder_lock(out, "sampling"):
-        todo = prepare_image_folder(out, num, record, resume, overwrite)
+    with folder_lock(out, "sampling") if state.is_main_process else contextlib.nullcontext():
+        todo = on_main(state, lambda: prepare_image_folder(out, num, record, resume, overwrite))
         batch_size = batch_size or default_batch_size(pipeline.unet.config.sample_size)
-        bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}")
-        started = time.perf_counter()
-        for first in range(0, len(todo), batch_size):
-            indices = todo[first : first + batch_size]
+        bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}",
+                   disable=not state.is_main_process)
+        started, mine = time.perf_counter(), my_share(state, todo)
+        for first in range(0, len(mine), batch_size):
+            indices = mine[first : first + batch_size]
             for index, image in zip(indices, sample_images(pipeline, indices, seed, steps)):
                 write_png(image, out / image_name(index))
-            bar.update(len(indices))
+            bar.update(len(indices) * state.num_processes)
         bar.close()
+        state.wait_for_everyone()
         seconds = time.perf_counter() - started
         # a finished folder is left untouched (so caches keyed on its files stay valid); derived files a kill
         # left missing or unreadable are rebuilt from the PNGs
-        if todo or not derived_files_match(out, num):
+        if state.is_main_process and (todo or not derived_files_match(out, num)):
             finish_image_folder(out, num)
+        state.wait_for_everyone()
     images_per_second = len(todo) / seconds if todo else float("nan")
     record.update(num=num, sampled_now=len(todo), seconds=round(seconds, 3), images_per_second=images_per_second)
     return record

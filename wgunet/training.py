@@ -46,7 +46,7 @@ from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
                         "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with", "push_to_hub",
-                        "hub_model_id", "eval_every", "eval")
+                        "hub_model_id", "eval_every", "eval", "gradient_checkpointing")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -75,16 +75,32 @@ def _module_key(feature: str) -> str:
     return feature.replace(".", "_")  # ModuleDict keys cannot hold dots
 
 
+MIXED_PRECISION = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def teacher_dtype(config: TrainConfig) -> torch.dtype:
+    """The dtype the frozen teacher is held in: ``teacher_dtype``, or with "auto" the run's mixed precision (the
+    teacher has several times the student's MACs, so its forward is most of a step)."""
+    if config.teacher_dtype == "auto":
+        return MIXED_PRECISION[config.mixed_precision] or torch.float32
+    return DTYPES[config.teacher_dtype]
+
+
 def build_models(config: TrainConfig) -> tuple[nn.Module, DDPMScheduler, UNet2DModel | None, FeatureTaps | None]:
     """(trainable module, noise schedule, frozen teacher or None, teacher taps or None) for ``config.mode``."""
     if config.mode == "teacher":
-        return UNet2DModel(**config.unet), DDPMScheduler(**config.scheduler), None, None
-    teacher, scheduler = load_teacher(config.teacher, DTYPES[config.teacher_dtype])
+        unet = UNet2DModel(**config.unet)
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        return unet, DDPMScheduler(**config.scheduler), None, None
+    teacher, scheduler = load_teacher(config.teacher, teacher_dtype(config))
     if teacher.config.sample_size != config.data.sample_size:
         raise TrainingError(f"data.sample_size is {config.data.sample_size} but the teacher {config.teacher!r} works at "
                             f"{teacher.config.sample_size}px: set data.sample_size={teacher.config.sample_size}")
     # The student adopts the teacher's schedule and prediction_type: both then predict the same thing.
     student = WGUNet(**{"sample_size": teacher.config.sample_size, **config.student})
+    if config.gradient_checkpointing:
+        student.enable_gradient_checkpointing()
     if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
         return Distiller(student, {}, {}), scheduler, None, None
     distiller, taps = attach_teacher(student, teacher, config.loss.features)
@@ -120,7 +136,9 @@ def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, 
     prediction, aligned = output if isinstance(output, tuple) else (output.sample, {})
     terms = {"ddpm": F.mse_loss(prediction.float(), target.float())}
     if teacher is not None:
-        with torch.no_grad():
+        # the teacher runs in the run's mixed precision, as Accelerate runs the student (norms kept in float32)
+        mixed = MIXED_PRECISION[config.mixed_precision]
+        with torch.no_grad(), torch.autocast(x0.device.type, dtype=mixed or torch.float32, enabled=mixed is not None):
             teacher_prediction = teacher(noisy.to(teacher.dtype), t).sample
             teacher_features = taps.pop()
         pairs = [(aligned[k], teacher_features[k]) for k in aligned] + [(prediction, teacher_prediction)]
