@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,27 @@ def test_report_names_a_missing_checkpoint(tmp_path):
                                 capture_output=True, text=True)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "r").exists()  # refused before any sampling
+
+
+@pytest.mark.slow
+def test_a_report_on_two_processes_equals_the_one_process_report(tiny_student, tiny_teacher, tmp_path):
+    from launch import launch
+
+    settings = [str(tiny_student), "--teacher", str(tiny_teacher), "--num-samples", "9", "--steps", "2",
+                "--timesteps", "10", "--probe-images", "8", "--bootstrap", "5", "--features", "teacher",
+                "--finc-features", "pixels"]
+    one = subprocess.run([sys.executable, "eval.py", "report", *settings, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # as launched
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launch("eval.py", 2, tmp_path, "report", *settings, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("report: ") == 1  # the main process reports; the other sampled its share
+    a, b = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    for name in ("student", "teacher"):  # the same numbers; only the folders' paths differ
+        assert a["spectrum"]["sets"][name]["scores"] == b["spectrum"]["sets"][name]["scores"]
+        assert a["spectrum"]["sets"][name]["fid_kid"] == b["spectrum"]["sets"][name]["fid_kid"]
+    assert a["finc"]["test_modes"] == b["finc"]["test_modes"] and a["probe"] == b["probe"]
+    for name in ("student", "teacher"):
+        folder = Path("samples") / name
+        assert all((tmp_path / "one" / folder / p.name).read_bytes() == p.read_bytes()
+                   for p in (tmp_path / "two" / folder).glob("*.png"))

@@ -16,6 +16,8 @@ from wgunet.loading import CheckpointError
 from wgunet.images import FolderError
 from wgunet.sampling import SamplingError, run_sampling
 
+from launch import launch
+
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
@@ -188,27 +190,11 @@ def test_overwrite_deletes_only_what_sampling_wrote_and_resume_rebuilds_broken_d
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-LAUNCHED = """
-import json, runpy, sys
-sys.argv = ["sample.py"] + json.loads(sys.argv[1])  # one argument: torchrun would read --num as its --numa-binding
-runpy.run_path("sample.py", run_name="__main__")
-"""
-
-
-def launch(processes: int, folder: Path, *args: str) -> subprocess.CompletedProcess:
-    """sample.py under torchrun on CPU processes (gloo), as a multi-GPU user launches it."""
-    script = folder / "launch.py"
-    script.write_text(LAUNCHED)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
-               str(29600 + processes), str(script), json.dumps(list(args))]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
 @pytest.mark.slow
 def test_two_processes_draw_the_images_one_process_draws_and_resume_with_another_count(student, tmp_path):
     settings = ["--num", "7", "--steps", "3", "--batch-size", "2"]
     run_sampling(str(student), 7, tmp_path / "one", steps=3, batch_size=2)
-    result = launch(2, tmp_path, str(student), *settings, "--out", str(tmp_path / "two"))
+    result = launch("sample.py", 2, tmp_path, str(student), *settings, "--out", str(tmp_path / "two"))
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
     assert names == sorted(p.name for p in (tmp_path / "two").glob("*.png"))
@@ -218,9 +204,9 @@ def test_two_processes_draw_the_images_one_process_draws_and_resume_with_another
     # a run interrupted under one process count resumes under another
     for name in ("000001.png", "000004.png", "000005.png", "samples.npz"):
         (tmp_path / "one" / name).unlink()
-    result = launch(2, tmp_path, str(student), *settings, "--out", str(tmp_path / "one"), "--resume")
+    result = launch("sample.py", 2, tmp_path, str(student), *settings, "--out", str(tmp_path / "one"), "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
     assert all((tmp_path / "one" / n).read_bytes() == (tmp_path / "two" / n).read_bytes() for n in names)
     # an error found by the main process stops every process, printed once
-    result = launch(2, tmp_path, str(student), *settings, "--out", str(tmp_path / "one"))
+    result = launch("sample.py", 2, tmp_path, str(student), *settings, "--out", str(tmp_path / "one"))
     assert result.returncode != 0 and result.stderr.count("already holds 7 images") == 1, result.stderr[-3000:]

@@ -34,7 +34,9 @@ class Precomputed(nn.Module):
 
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     """FID of two (N, F) feature sets, through torchmetrics."""
-    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[-1]), reset_real_features=True)
+    # sync_on_compute off: the features are whole on this process (under several processes torchmetrics would
+    # otherwise gather from processes that are not computing this)
+    fid = FrechetInceptionDistance(feature=Precomputed(real.shape[-1]), reset_real_features=True, sync_on_compute=False)
     fid.update(real, real=True)
     fid.update(fake, real=False)
     return float(fid.compute())
@@ -123,7 +125,8 @@ class FidKid:
         with warnings.catch_warnings():  # KID keeps every feature in memory; at these set sizes that is intended
             warnings.simplefilter("ignore", UserWarning)
             kid = KernelInceptionDistance(feature=Precomputed(real.shape[-1]),
-                                          subset_size=min(1000, len(fake), len(real)), subsets=50)
+                                          subset_size=min(1000, len(fake), len(real)), subsets=50,
+                                          sync_on_compute=False)
         kid.update(real, real=True)
         kid.update(fake, real=False)
         with torch.random.fork_rng(devices=[]):  # torchmetrics draws KID's subsets from the global generator

@@ -8,6 +8,7 @@ Layout of ``out``: ``samples/{student,teacher,student_stig}`` (sample.py folders
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .metrics import FidKid, read_fid_reference
 from .outputs import write_modes, write_png_bytes, write_probe, write_spectrum
 from .monitor import read_evaluations
 from .plots import in_set_order, plot_training
+from .processes import processes
 from .probe import DEFAULT_TIMESTEPS, ProbeResult, format_cutoff, spectral_probe
 from .sampling import run_sampling
 from .stats import count_parameters, describe
@@ -67,10 +69,12 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
                  features: str = "auto", finc_features: str = "teacher", stig_refiner: str | None = None,
                  stig_steps: int | None = None, probe_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS,
                  probe_images: int = 256, bootstrap: int = 200, convention: str = "seed",
-                 fid_ref: str | None = None) -> Report:
+                 fid_ref: str | None = None) -> Report | None:
     """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``.
 
     Every checkpoint and image set is loaded once and handed on; bad input fails before minutes of sampling.
+    Under ``accelerate launch`` / ``torchrun`` the processes split the sampling (wgunet.sampling); the rest runs on
+    the main process, which returns the report (the others return None).
     """
     if stig_refiner and stig_steps:
         raise ReportError("pass either --stig-refiner (apply a trained refiner) or --stig-steps (train one), not both")
@@ -82,9 +86,10 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     reference_set = load_image_set(reference, size)
     translator = load_refiner(stig_refiner) if stig_refiner else None
     statistics = read_fid_reference(fid_ref) if fid_ref else None
-    with folder_lock(out, "report"):
+    main = processes().is_main_process
+    with folder_lock(out, "report") if main else contextlib.nullcontext():
         bar = tqdm(["sample teacher", "sample student", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"],
-                   desc="report", unit="stage")
+                   desc="report", unit="stage", disable=not main)
         samples, sampling = {}, {}
         for name, checkpoint in (("teacher", teacher), ("student", student)):
             bar.set_postfix_str(f"sample {name}")
@@ -93,8 +98,10 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
             sampling[name] = run_sampling(checkpoint, num_samples, folder, scheduler=scheduler, steps=steps,
                                           batch_size=batch_size, seed=seed, device=device, resume=folder.is_dir(),
                                           model=models[name])
-            samples[name] = load_image_set(folder)
+            samples[name] = load_image_set(folder) if main else None
             bar.update()
+        if not main:
+            return None
         bar.set_postfix_str("STIG")
         if stig_steps:
             run = out / "stig"

@@ -238,6 +238,8 @@ def _report(args: argparse.Namespace) -> None:
                            stig_refiner=args.stig_refiner, stig_steps=args.stig_steps, probe_timesteps=args.timesteps,
                            probe_images=args.probe_images, bootstrap=args.bootstrap, convention=args.convention,
                            fid_ref=args.fid_ref)
+    if metrics is None:  # not the main process of several: it sampled its share
+        return
     print(format_scores(metrics.spectrum))
     print(f"report: {args.out}/report.html\nmetrics: {args.out}/metrics.json")
 
