@@ -93,7 +93,7 @@ CASES = [train_case(override, message) for override, message in [
     ("grad_clip=-1", "grad_clip must be >= 0"),
     ("data.sample_size=0", "data.sample_size must be a positive"),
     ("data.sample_size=32", "data.sample_size is 32 but the teacher"),
-    ("data.num_workers=-1", "data.num_workers must be >= 0"),
+    ("data.num_workers=-1", "data.num_workers must be >= 0 (or null"),
     ("max_stepz=3", "unknown config key 'max_stepz' (did you mean 'max_steps'?)"),
     ("loss.lamda_freq=0", "unknown config key 'loss.lamda_freq'"),
     ("student.block_out_channel=[8]", "unknown config key 'student.block_out_channel'"),

@@ -73,3 +73,45 @@ def test_hugging_face_dataset_with_detected_image_column():
         build_dataset(DataConfig(image_column="picture"), dataset=table)
     with pytest.raises(DataError, match="no image column among \\['label'\\]: set data.image_column"):
         build_dataset(DataConfig(), dataset=datasets.Dataset.from_dict({"label": [0]}))
+
+
+SCAN_IN_TWO_PROCESSES = """
+import json, os, sys
+import wgunet.data as data
+
+scans = []
+real_scan = data.ImageFolder._scan
+data.ImageFolder._scan = lambda self, decode_all: scans.append(1) or real_scan(self, decode_all)
+folder = data.ImageFolder(sys.argv[1], 8)
+with open(os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.json"), "w") as handle:
+    json.dump({"scans": len(scans), "names": folder.names}, handle)
+"""
+
+
+@pytest.mark.slow
+def test_an_image_folder_is_listed_and_checked_by_one_process_of_several(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "scan.py").write_text(SCAN_IN_TWO_PROCESSES)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29611",
+               str(tmp_path / "scan.py"), str(tmp_path), str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["scans"] for r in ranks] == [1, 0] and ranks[0]["names"] == ranks[1]["names"] == ["0.png", "1.png", "2.png"]
+
+
+def test_loader_workers_are_none_for_images_in_memory_and_the_cores_otherwise(tmp_path, monkeypatch):
+    from wgunet.data import ImageFolder, loader_workers
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert loader_workers(DataConfig(), photograph_patches(8, per_image=1)) == 0
+    assert loader_workers(DataConfig(), ImageFolder(tmp_path, 8)) == 8
+    assert loader_workers(DataConfig(), ImageFolder(tmp_path, 8), processes_on_machine=4) == 3
+    assert loader_workers(DataConfig(num_workers=2), ImageFolder(tmp_path, 8)) == 2

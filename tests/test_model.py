@@ -130,3 +130,27 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     checkpointed = gradients()
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6, rtol=1e-5) for k in plain)
     assert any(v.abs().sum() > 0 for v in checkpointed.values())
+
+
+@pytest.mark.slow
+def test_compiled_student_agrees_with_eager():
+    from wgunet.compilation import compile_problem, compiled
+
+    if compile_problem():
+        pytest.skip(f"torch.compile is not possible here: {compile_problem()}")
+    model = WGUNet(**TINY).eval()
+    x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)), torch.tensor([5, 30])
+    with torch.no_grad():
+        eager = model(x, t).sample
+        assert compiled(model) is model and model._compiled_call_impl is not None
+        assert torch.allclose(model(x, t).sample, eager, atol=1e-5)
+
+
+def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
+    import wgunet.compilation as compilation
+
+    monkeypatch.setattr(compilation, "compile_problem", lambda: "InvalidCxxCompiler: no working C++ compiler found")
+    model = WGUNet(**TINY)
+    with pytest.warns(UserWarning, match=r"torch.compile is not possible here \(InvalidCxxCompiler.*running eager"):
+        assert compilation.compiled(model) is model
+    assert model._compiled_call_impl is None

@@ -33,7 +33,7 @@ class DataConfig:
     image_column: str | None = None  # datasets only; detected when None
     split: str = "train"  # Hugging Face datasets only
     patches_per_image: int = 256  # built-in set only: crops per photograph and scale
-    num_workers: int = 0
+    num_workers: int | None = None  # data loader workers; None: chosen per source and machine (data.loader_workers)
 
 
 @dataclass
@@ -84,6 +84,7 @@ class TrainConfig:
     ema_warmup: bool = True
     mixed_precision: str = "no"  # "no", "fp16", "bf16" (Accelerate)
     gradient_checkpointing: bool = False  # recompute the student's activations in the backward pass: less memory
+    compile: bool = False  # torch.compile the trained model (the first steps then compile); eager where impossible
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -228,7 +229,7 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("adam_betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("data.sample_size", _positive, "a positive number of pixels"),
     ("data.patches_per_image", _positive, "positive"),
-    ("data.num_workers", _non_negative, ">= 0"),
+    ("data.num_workers", lambda v: v is None or v >= 0, ">= 0 (or null: chosen for the source and the machine)"),
     ("loss.lambda_ddpm", _non_negative, ">= 0 (0 switches the term off)"),
     ("loss.lambda_spatial", _non_negative, ">= 0 (0 switches the term off)"),
     ("loss.lambda_freq", _non_negative, ">= 0 (0 switches the term off)"),

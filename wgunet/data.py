@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from .cli import UserError
 from .config import DataConfig
+from .processes import on_main, processes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
@@ -143,17 +144,22 @@ class ImageFolder(Dataset):
 
     def __init__(self, root: str | Path, size: int, decode_all: bool = True):
         self.root, self.size = Path(root), size
+        # listed and checked by one process, however many train (the others receive the list)
+        self.files = on_main(processes(), lambda: self._scan(decode_all))
+        self.names = [str(p.relative_to(self.root)) for p in self.files]
+
+    def _scan(self, decode_all: bool) -> list[Path]:
         if not self.root.is_dir():
             raise DataError(f"image folder {str(self.root)!r} does not exist")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not self.files:
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
             raise DataError(
                 f"no images in {str(self.root)!r}: put PNG, JPEG or WebP files in it (subfolders are searched)"
             )
         if decode_all:  # every image decoded once before training starts (verify() alone misses truncated data)
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                list(pool.map(read_rgb, self.files))
-        self.names = [str(p.relative_to(self.root)) for p in self.files]
+                list(pool.map(read_rgb, files))
+        return files
 
     def __len__(self) -> int:
         return len(self.files)
@@ -204,6 +210,16 @@ def builtin_set(source: str) -> str | None:
     if not source.startswith(BUILTIN + ":"):
         return None
     return source.split(":", 1)[1]
+
+
+def loader_workers(config: DataConfig, data: Dataset, processes_on_machine: int = 1) -> int:
+    """``num_workers``, or when it is None: none for images already in memory (the built-in set; workers would only
+    copy them), else the machine's cores shared among its training processes, at most 8."""
+    if config.num_workers is not None:
+        return config.num_workers
+    if isinstance(data, TensorImages):
+        return 0
+    return min(8, max(0, (os.cpu_count() or 1) // processes_on_machine - 1))
 
 
 def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dataset:

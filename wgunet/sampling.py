@@ -18,6 +18,7 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, 
 from tqdm.auto import tqdm
 
 from .cli import UserError
+from .compilation import compiled
 from .files import folder_lock
 from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
 from .loading import DTYPES, load_model
@@ -100,11 +101,13 @@ def default_batch_size(sample_size: int) -> int:
 
 def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str = "ddim", steps: int | None = None,
                  batch_size: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "float32",
-                 resume: bool = False, overwrite: bool = False,
+                 resume: bool = False, overwrite: bool = False, compile: bool = False,
                  model: tuple[torch.nn.Module, DDPMScheduler] | None = None) -> dict:
     """Write ``num`` images as ``out/NNNNNN.png``, ``out/grid.png`` and ``out/samples.npz``; returns the run record.
 
     ``model``: the checkpoint's (model, training schedule) when the caller has loaded it already.
+    ``compile``: torch.compile the model (eager, with a warning, where that is not possible); the record's
+    ``seconds`` then include the compilation, which the first batch pays.
     One sampling run per folder at a time (a lock in the folder, free as soon as its holder dies).
     Under ``accelerate launch`` / ``torchrun`` each process draws every n-th missing image on its own device and
     the main process keeps the lock, the record and the derived files: the images are those of one process.
@@ -114,9 +117,11 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
     out, state = Path(out), processes()
     device = str(state.device) if state.num_processes > 1 and device == "auto" else device
     pipeline = build_pipeline(*(model or load_model(checkpoint, DTYPES[dtype])), scheduler, device)
+    if compile:
+        compiled(pipeline.unet)
     steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
-              "sample_size": pipeline.unet.config.sample_size}
+              "sample_size": pipeline.unet.config.sample_size}  # what the images depend on (compile: not, to 1e-5)
     with folder_lock(out, "sampling") if state.is_main_process else contextlib.nullcontext():
         todo = on_main(state, lambda: prepare_image_folder(out, num, record, resume, overwrite))
         batch_size = batch_size or default_batch_size(pipeline.unet.config.sample_size)

@@ -28,9 +28,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .cli import UserError
+from .compilation import compiled
 from .config import TrainConfig, to_dict
 from .card import model_card
-from .data import build_dataset
+from .data import build_dataset, loader_workers
 from .features import teacher_features
 from .files import atomic_folder, folder_lock, write_text
 from .hub import push_export
@@ -46,7 +47,7 @@ from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
                         "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with", "push_to_hub",
-                        "hub_model_id", "eval_every", "eval", "gradient_checkpointing")
+                        "hub_model_id", "eval_every", "eval", "gradient_checkpointing", "compile")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -263,11 +264,14 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     if len(data) < config.batch_size * accelerator.num_processes:
         raise TrainingError(f"{len(data)} images cannot fill one batch of {config.batch_size} per process: "
                             "lower batch_size or add images")
-    loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=config.data.num_workers)
+    workers = loader_workers(config.data, data, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=workers)
     optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay)
     lr_schedule = build_lr_schedule(optimizer, config)
     exported = model.student if isinstance(model, Distiller) else model
     size = sum(p.numel() for p in exported.parameters())
+    if config.compile:
+        compiled(model)
     ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema.to(accelerator.device)

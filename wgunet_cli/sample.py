@@ -26,6 +26,9 @@ def main() -> int:
                         help="image i is drawn from its own generator seeded by (seed, i): the same images at any batch size")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, mps ...")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model precision")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model: faster after a slow first batch (compilation); eager with a "
+                        "warning where it is not possible")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same settings)")
     parser.add_argument("--overwrite", action="store_true", help="delete the images already in --out and start again")
     args = parser.parse_args()
@@ -41,7 +44,7 @@ def _sample(args: argparse.Namespace) -> None:
 
     record = run_sampling(args.checkpoint, args.num, args.out, scheduler=args.scheduler, steps=args.steps,
                           batch_size=args.batch_size, seed=args.seed, device=args.device, dtype=args.dtype,
-                          resume=args.resume, overwrite=args.overwrite)
+                          resume=args.resume, overwrite=args.overwrite, compile=args.compile)
     if record["sampled_now"]:
         print(f"{record['sampled_now']} new images in {record['seconds']:.1f} s "
               f"({record['images_per_second']:.2f} images/s); {record['num']} in {args.out}")
