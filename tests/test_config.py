@@ -107,3 +107,11 @@ def test_the_default_student_has_at_least_4x_fewer_macs_than_the_shipped_teacher
     assert config.mode == "teacher" and count_parameters(teacher) == 6_338_499
     student = WGUNet(**load_config("configs/default.yaml").student)
     assert macs_per_image(teacher) >= 4 * macs_per_image(student)
+
+
+def test_yes_no_on_off_are_strings_as_in_yaml_1_2(tmp_path):
+    """PyYAML's YAML 1.1 reads `no` as False, which made `mixed_precision=no` an error; only true/false are booleans."""
+    (tmp_path / "c.yaml").write_text("mixed_precision: no\ndata:\n  hflip: false\n")
+    config = load_config(tmp_path / "c.yaml", ["hub_model_id=on"])
+    assert config.mixed_precision == "no" and config.hub_model_id == "on" and config.data.hflip is False
+    assert load_config(None, ["mixed_precision=no"]).mixed_precision == "no"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,23 @@ from .cli import UserError
 
 class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the key and the fix."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans: only true/false. YAML 1.1 (PyYAML's default) also reads yes/no/on/off as
+    booleans, which turned ``mixed_precision: no`` into False."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 @dataclass
@@ -166,7 +184,7 @@ def apply_override(values: dict[str, Any], override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
+    node[leaf] = read_yaml(raw)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
@@ -177,7 +195,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found: pass one of configs/*.yaml or a path to your own")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
         if not isinstance(values, dict):

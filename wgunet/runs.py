@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 import yaml
 
 from .cli import UserError
+from .config import read_yaml
 from .files import sync_tree, trim_log, write_text
 from .state import StateError
 
@@ -65,7 +66,7 @@ class Run:
         if not exists:
             return
         try:
-            recorded = yaml.safe_load((self.path / "config.yaml").read_text())
+            recorded = read_yaml((self.path / "config.yaml").read_text())
         except (OSError, yaml.YAMLError) as error:
             raise RunError(f"{self.path} holds a {self.what} without a readable config.yaml ({error}): it cannot be "
                            f"checked for a resume; delete it to start again, or {self.elsewhere}") from None
