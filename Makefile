@@ -43,7 +43,7 @@ demo-quick: $(VENV)/.installed
 	@echo "report:   $(QUICK)/report/report.html  (every number in $(QUICK)/report/metrics.json)"
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --durations=12
+	$(PY) -m pytest -q -n 2 --durations=12
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

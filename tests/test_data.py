@@ -95,10 +95,12 @@ def test_an_image_folder_is_listed_and_checked_by_one_process_of_several(tmp_pat
     import subprocess
     import sys
 
+    from launch import free_port
+
     for i in range(3):
         Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     (tmp_path / "scan.py").write_text(SCAN_IN_TWO_PROCESSES)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29611",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                str(tmp_path / "scan.py"), str(tmp_path), str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -128,16 +128,20 @@ def test_report_refuses_two_stig_sources(tmp_path):
         build_report("a", "b", "patches:heldout", 4, tmp_path, stig_refiner="r", stig_steps=3)
 
 
-def test_report_names_a_missing_checkpoint(tmp_path):
-    result = subprocess.run([sys.executable, "eval.py", "report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")],
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+def test_report_names_a_missing_checkpoint(tmp_path, monkeypatch, capsys):
+    from wgunet_cli.eval import main
+
+    def report(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["eval.py", "report", *args, "--out", str(tmp_path / "r")])
+        return main(), capsys.readouterr().err
+
+    code, err = report(str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in err and err.count("\n") == 1
     empty = tmp_path / "empty"
     empty.mkdir()
     for flags, message in ((["--reference", str(empty)], "no images in"), (["--stig-refiner", str(empty)], "not a STIG refiner")):
-        result = subprocess.run([sys.executable, "eval.py", "report", "assets/teacher", "--out", str(tmp_path / "r")] + flags,
-                                capture_output=True, text=True)
-        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        code, err = report("assets/teacher", *flags)
+        assert code == 2 and message in err and err.count("\n") == 1
         assert not (tmp_path / "r").exists()  # refused before any sampling
 
 

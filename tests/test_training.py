@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from wgunet import WGUNet
 from wgunet.config import load_config
+from launch import free_port
 from wgunet.monitor import read_evaluations
 from wgunet.runs import RunError, latest_checkpoint
 from wgunet.training import TrainingError, build_models, train
@@ -151,7 +152,7 @@ save_file({k: v.contiguous() for k, v in captured["model"].state_dict().items()}
 def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(MULTIPROCESS_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                str(script), str(tmp_path), *tiny_run, "max_steps=4", "checkpoint_every=2", "batch_size=4",
                "eval_every=2", "eval.num_images=5", "eval.steps=2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
