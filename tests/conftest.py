@@ -1,5 +1,12 @@
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs 2 workers on 2 cores: one thread each, subprocesses too
+    # (two OpenMP pools of 2 threads on 2 cores spin against each other: the suite took longer than on one worker)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .wavelets import _wavelet, dwt2, idwt2
+from .wavelets import _wavelet, gated_dwt2, gated_expand_idwt2
 
 # Initial gate values per band (LL, LH, HL, HH). With orthonormal Haar, LL+LH+HL+HH = 2*x[0::2, 0::2],
 # so equal gates would make a fresh WG-Down plain aliased subsampling. LL at 0.5 turns it into a 2x2
@@ -60,8 +60,8 @@ class WGDown(nn.Module):
         self.gate = SubbandGate(channels, channels, temb_channels, gate_hidden)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        bands = dwt2(x, self.wavelet)  # (B, 4, C, H/2, W/2)
-        return (self.gate(x, temb) * bands).sum(dim=1)
+        # = (gate * dwt2(x)).sum(1), with the gates folded into the analysis filters (wavelets.gated_dwt2)
+        return gated_dwt2(x, self.gate(x, temb), self.wavelet)
 
 
 class WGUp(nn.Module):
@@ -88,6 +88,6 @@ class WGUp(nn.Module):
         self.gate = SubbandGate(channels, self.out_channels, temb_channels, gate_hidden)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        b, _, h, w = x.shape
-        coefficients = self.expand(x).view(b, 4, self.out_channels, h, w)
-        return idwt2(self.gate(x, temb) * coefficients, self.wavelet)
+        # = idwt2(gate * expand(x).view(B, 4, C_out, H, W)), the gates folded into the 1x1 weights (and for Haar
+        # the synthesis too: wavelets.gated_expand_idwt2)
+        return gated_expand_idwt2(x, self.expand.weight, self.expand.bias, self.gate(x, temb), self.wavelet)

@@ -21,7 +21,7 @@ import pywt
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dwt2", "idwt2", "BANDS", "SUPPORTED"]
+__all__ = ["dwt2", "idwt2", "gated_dwt2", "gated_expand_idwt2", "BANDS", "SUPPORTED"]
 
 BANDS = ("LL", "LH", "HL", "HH")
 
@@ -172,3 +172,55 @@ def idwt2(bands: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
     if _is_haar(wavelet):
         return _HaarIDWT.apply(bands.contiguous())
     return _generic_synthesis(bands, wavelet)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gated transforms with the gates folded into the filters (WG-Down, WG-Up). No four-band tensor is formed:
+#   sum_i g_i * (h_i * x)|down2 = ((sum_i g_i h_i) * x)|down2,
+# a per-sample, per-channel filter. For Haar its four taps on the polyphase components (a, b, c, d) are
+# HADAMARD @ g: the +-1/2 combinations of the four gates.
+# ---------------------------------------------------------------------------------------------
+
+# rows: polyphase components a=(0,0), b=(0,1), c=(1,0), d=(1,1); columns: bands LL, LH, HL, HH (pywt's signs).
+# Orthonormal and symmetric, so the same matrix maps bands to pixels in the inverse.
+HADAMARD = torch.tensor([[1, 1, 1, 1], [1, 1, -1, -1], [1, -1, 1, -1], [1, -1, -1, 1]], dtype=torch.float64) / 2
+
+
+def gated_dwt2(x: torch.Tensor, gates: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
+    """``(gates * dwt2(x)).sum(1)`` for gates (B, 4, C, 1, 1), computed as one depthwise stride-2 convolution
+    with a per-sample, per-channel filter: (B, C, H, W) -> (B, C, H/2, W/2)."""
+    _check_even(x)
+    b, c, h, w = x.shape
+    bank = _filters(wavelet, "dec", x.dtype, x.device) if not _is_haar(wavelet) else None
+    if bank is None:  # Haar: the filter is the 2x2 block HADAMARD @ g, applied to each 2x2 cell
+        kernels = torch.einsum("pk,bkc->bcp", HADAMARD.to(x.dtype).to(x.device), gates.flatten(2)).reshape(b * c, 1, 2, 2)
+        return F.conv2d(x.reshape(1, b * c, h, w), kernels, stride=2, groups=b * c).view(b, c, h // 2, w // 2)
+    taps = bank.shape[-1]
+    shift = taps // 2 - 1
+    x = x.index_select(2, _circular_index(h, h + taps - 2, shift, x.device))
+    x = x.index_select(3, _circular_index(w, w + taps - 2, shift, x.device))
+    kernels = torch.einsum("kuv,bkc->bcuv", bank, gates.flatten(2)).reshape(b * c, 1, taps, taps)
+    return F.conv2d(x.reshape(1, b * c, *x.shape[-2:]), kernels, stride=2, groups=b * c).view(b, c, h // 2, w // 2)
+
+
+def gated_expand_idwt2(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gates: torch.Tensor,
+                       wavelet: str = "haar") -> torch.Tensor:
+    """``idwt2(gates * conv1x1(x, weight, bias).view(B, 4, C_out, H, W))`` with the gates folded into the 1x1
+    weights per sample: (B, C_in, H, W) -> (B, C_out, 2H, 2W). ``weight`` (4 C_out, C_in, 1, 1), ``bias`` (4 C_out,)
+    as an nn.Conv2d holds them, gates (B, 4, C_out, 1, 1).
+
+    For Haar the synthesis is folded in as well: each output polyphase component is a per-sample 1x1 convolution
+    (HADAMARD mixes the gated bands), and pixel_shuffle interleaves the four components."""
+    b, c_in, h, w = x.shape
+    c_out = gates.shape[2]
+    g = gates.flatten(2)  # (B, 4, C_out)
+    weight, bias = weight.view(4, c_out, c_in), bias.view(4, c_out)
+    if _is_haar(wavelet):
+        mix = HADAMARD.to(x.dtype).to(x.device)
+        kernels = torch.einsum("mk,bkc,kci->bcmi", mix, g, weight).reshape(b, 4 * c_out, c_in)
+        offsets = torch.einsum("mk,bkc,kc->bcm", mix, g, bias).reshape(b, 4 * c_out, 1)
+        y = torch.baddbmm(offsets, kernels, x.reshape(b, c_in, h * w))
+        return F.pixel_shuffle(y.view(b, 4 * c_out, h, w), 2)
+    kernels = (g[..., None] * weight).reshape(b, 4 * c_out, c_in)
+    y = torch.baddbmm((g * bias).reshape(b, 4 * c_out, 1), kernels, x.reshape(b, c_in, h * w))
+    return _generic_synthesis(y.view(b, 4, c_out, h, w), wavelet)
