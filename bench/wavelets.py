@@ -1,4 +1,6 @@
-"""Haar DWT forward at x = (32, 128, 32, 32) float32 on this CPU: wgunet vs x.clone(), ptwt, pytorch_wavelets.
+"""Haar DWT forward at x = (32, 128, 32, 32) float32 on this CPU: wgunet vs x.clone(), ptwt, pytorch_wavelets;
+then WG-Down and WG-Up (Haar, gates folded into the filters) against the four-band formulation they replace,
+forward and forward + backward, each as a multiple of x.clone().
 
     make bench-wavelets        # builds .venv-bench with the peers, then runs this file
 
@@ -16,7 +18,7 @@ import time
 
 import torch
 
-from wgunet.wavelets import dwt2, idwt2
+from wgunet.wavelets import dwt2, gated_dwt2, gated_expand_idwt2, idwt2
 
 
 def median_ms(fn, inputs: list[torch.Tensor], repeats: int = 20, rounds: int = 9) -> float:
@@ -79,5 +81,40 @@ def main() -> None:
         )
 
 
+def block_functions(channels: int) -> dict:
+    """name -> (function of x, whether it is the four-band formulation); gates and 1x1 weights fixed."""
+    gates = torch.rand(32, 4, channels, 1, 1)
+    weight, bias = torch.randn(4 * channels, channels, 1, 1) / channels**0.5, torch.zeros(4 * channels)
+    return {
+        "WG-Down, gates folded (now)": lambda x: gated_dwt2(x, gates),
+        "WG-Down, four bands (before)": lambda x: (gates * dwt2(x)).sum(1),
+        "WG-Up incl. its 1x1 expand, folded (now)": lambda x: gated_expand_idwt2(x, weight, bias, gates),
+        "WG-Up incl. its 1x1 expand, four bands (before)": lambda x: idwt2(
+            gates * torch.nn.functional.conv2d(x, weight, bias).view(32, 4, channels, *x.shape[-2:])),
+    }
+
+
+def blocks() -> None:
+    shape = (32, 128, 32, 32)
+    pool = [torch.randn(shape) for _ in range(10)]
+    functions = block_functions(shape[1])
+    rows = {}
+    for condition, inputs in {"hot": pool[:1], "cold": pool}.items():
+        clone = median_ms(torch.clone, inputs)
+        for name, fn in functions.items():
+            with torch.no_grad():
+                forward = median_ms(fn, inputs)
+            leaves = [x.clone().requires_grad_() for x in inputs]
+            both = median_ms(lambda x: fn(x).sum().backward(), leaves, repeats=10, rounds=5)
+            rows[name, condition] = (forward / clone, both / clone)
+    print(f"\nWG blocks (Haar), x = {shape} float32; multiples of x.clone() in the same condition\n")
+    print("| block | forward, hot | forward, cold | forward + backward, hot | forward + backward, cold |")
+    print("|---|---:|---:|---:|---:|")
+    for name in functions:
+        (fh, bh), (fc, bc) = rows[name, "hot"], rows[name, "cold"]
+        print(f"| {name} | {fh:.1f}x | {fc:.1f}x | {bh:.1f}x | {bc:.1f}x |")
+
+
 if __name__ == "__main__":
     main()
+    blocks()

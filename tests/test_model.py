@@ -133,17 +133,22 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 
 @pytest.mark.slow
-def test_compiled_student_agrees_with_eager():
+def test_compiled_wavelet_blocks_agree_with_eager():
+    """The WG blocks under torch.compile (Inductor's generated C++ on CPU) give the eager outputs; the blocks, not
+    the whole student, keep the test's compilation short."""
+    from wgunet import WGDown, WGUp
     from wgunet.compilation import compile_problem, compiled
 
     if compile_problem():
         pytest.skip(f"torch.compile is not possible here: {compile_problem()}")
-    model = WGUNet(**TINY).eval()
-    x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)), torch.tensor([5, 30])
+    blocks = torch.nn.Sequential(WGDown(8), WGUp(8)).eval()
+    for block in blocks:
+        torch.nn.init.normal_(block.gate.out.weight, std=0.5)
+    x = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        eager = model(x, t).sample
-        assert compiled(model) is model and model._compiled_call_impl is not None
-        assert torch.allclose(model(x, t).sample, eager, atol=1e-5)
+        eager = blocks(x)
+        assert compiled(blocks) is blocks and blocks._compiled_call_impl is not None
+        assert torch.allclose(blocks(x), eager, atol=1e-5)
 
 
 def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
