@@ -22,6 +22,7 @@ demo: $(VENV)/.installed
 		--stig-steps 1000 --out $(RUN)/report
 	@echo
 	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num 64 --out DIR)"
+	@echo "training: $(RUN)/evals/step-N/grid.png, scores.json  (the EMA student every 250 steps; $(RUN)/report/training.png)"
 	@echo "report:   $(RUN)/report/report.html  (open it in a browser; every number in $(RUN)/report/metrics.json)"
 	@echo "samples:  $(RUN)/report/samples/student/grid.png  $(RUN)/report/samples/teacher/grid.png"
 	@echo "spectra:  $(RUN)/report/spectrum/spectra.png"

@@ -1,11 +1,13 @@
 """Sampling throughput, side by side in one run: the default student vs the shipped teacher vs a
 google/ddpm-cifar10-32-sized teacher, same scheduler (DDIM), same step count, same batch.
 
-    .venv/bin/python bench/sampling.py [--num 16] [--steps 10] [--rounds 3]
+    .venv/bin/python bench/sampling.py [--num 16,128] [--steps 10] [--rounds 3]
 
 Speed does not depend on the weights, so the models are built from their configs (the shipped teacher
 from configs/teacher.yaml, the student from configs/default.yaml) with random weights; nothing is
-downloaded. Each round times every model once, in turn; the median over rounds is reported.
+downloaded. Each round times every model once, in turn; the median over rounds is reported. Each model's
+achieved arithmetic rate (GMACs per image x steps x images/s) is set against the machine's matmul rate measured
+in the same run (a 2048 x 2048 torch.mm), the fraction of peak each model reaches.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from wgunet.teacher import teacher_architecture
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num", type=int, default=16, help="images per timed batch")
+    parser.add_argument("--num", default="16,128", help="images per timed batch, comma-separated (default 16,128: "
+                        "batch 16 and sample.py's default batch at 32x32)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
     args = parser.parse_args()
@@ -41,19 +44,38 @@ def main() -> None:
         pipelines[name] = DDPMPipeline(unet=model.eval(), scheduler=DDIMScheduler())
         pipelines[name].set_progress_bar_config(disable=True)
         sample_images(pipelines[name], [0], 0, 2)  # warm-up
-    seconds = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, pipeline in pipelines.items():
-            start = time.perf_counter()
-            sample_images(pipeline, list(range(args.num)), 0, args.steps)
-            seconds[name].append(time.perf_counter() - start)
+    peak = matmul_gmacs_per_second()
+    print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds; "
+          f"torch.mm 2048^2 reaches {peak:.0f} GMAC/s here")
     student = next(iter(models))
-    speed = {name: args.num / statistics.median(s) for name, s in seconds.items()}
-    print(f"DDIM, {args.steps} steps, batch {args.num}, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
-    print(f"{'model':40s} {'params':>8s} {'GMACs':>7s} {'img/s':>8s} {'student speed-up':>17s} {'MAC ratio':>10s}")
-    for name, model in models.items():
-        print(f"{name:40s} {count_parameters(model) / 1e6:7.2f}M {macs_per_image(model) / 1e9:7.3f} {speed[name]:8.2f} "
-              f"{speed[student] / speed[name]:16.1f}x {macs_per_image(model) / macs_per_image(models[student]):9.1f}x")
+    for num in (int(n) for n in args.num.split(",")):
+        seconds = {name: [] for name in models}
+        for _ in range(args.rounds):
+            for name, pipeline in pipelines.items():
+                start = time.perf_counter()
+                sample_images(pipeline, list(range(num)), 0, args.steps)
+                seconds[name].append(time.perf_counter() - start)
+        speed = {name: num / statistics.median(s) for name, s in seconds.items()}
+        print(f"\nbatch {num}")
+        print(f"{'model':40s} {'params':>8s} {'GMACs':>7s} {'img/s':>8s} {'student speed-up':>17s} {'MAC ratio':>10s} "
+              f"{'GMAC/s':>8s} {'of peak':>8s}")
+        for name, model in models.items():
+            rate = macs_per_image(model) / 1e9 * args.steps * speed[name]
+            print(f"{name:40s} {count_parameters(model) / 1e6:7.2f}M {macs_per_image(model) / 1e9:7.3f} "
+                  f"{speed[name]:8.2f} {speed[student] / speed[name]:16.1f}x "
+                  f"{macs_per_image(model) / macs_per_image(models[student]):9.1f}x {rate:8.1f} {rate / peak:8.1%}")
+
+
+def matmul_gmacs_per_second(n: int = 2048, repeats: int = 10) -> float:
+    """The machine's float32 matmul rate: n^3 multiply-adds per torch.mm, median of the repeats."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return n**3 / statistics.median(times) / 1e9
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def processes() -> PartialState:
 
 
 def on_main(state: PartialState, work: Callable[[], T]) -> T:
-    """``work()`` on the main process; its result, or its UserError, on every process."""
+    """``work()`` on the main process; its result, or its UserError, on every process. (The result travels
+    pickled between this job's own processes, as torch.distributed sends objects; nothing read from a file.)"""
     if state.num_processes == 1:
         return work()
     payload: list = [None]
