@@ -131,13 +131,18 @@ def _circular_index(n: int, length: int, shift: int, device: torch.device) -> to
     return (torch.arange(length, device=device) - shift) % n
 
 
+def _circular_pad(x: torch.Tensor, taps: int) -> torch.Tensor:
+    """x extended circularly so that a stride-2 correlation with ``taps``-tap filters is pywt's periodization."""
+    h, w = x.shape[-2:]
+    shift = taps // 2 - 1
+    x = x.index_select(2, _circular_index(h, h + taps - 2, shift, x.device))
+    return x.index_select(3, _circular_index(w, w + taps - 2, shift, x.device))
+
+
 def _generic_analysis(x: torch.Tensor, name: str) -> torch.Tensor:
     b, c, h, w = x.shape
     bank = _filters(name, "dec", x.dtype, x.device)
-    taps = bank.shape[-1]
-    shift = taps // 2 - 1
-    x = x.index_select(2, _circular_index(h, h + taps - 2, shift, x.device))
-    x = x.index_select(3, _circular_index(w, w + taps - 2, shift, x.device))
+    x = _circular_pad(x, bank.shape[-1])
     weight = bank.unsqueeze(1).repeat(c, 1, 1, 1)  # (4C, 1, L, L), group c -> channels 4c..4c+3
     y = F.conv2d(x, weight, stride=2, groups=c)
     return y.view(b, c, 4, h // 2, w // 2).transpose(1, 2).contiguous()
@@ -191,15 +196,13 @@ def gated_dwt2(x: torch.Tensor, gates: torch.Tensor, wavelet: str = "haar") -> t
     with a per-sample, per-channel filter: (B, C, H, W) -> (B, C, H/2, W/2)."""
     _check_even(x)
     b, c, h, w = x.shape
-    bank = _filters(wavelet, "dec", x.dtype, x.device) if not _is_haar(wavelet) else None
-    if bank is None:  # Haar: the filter is the 2x2 block HADAMARD @ g, applied to each 2x2 cell
-        kernels = torch.einsum("pk,bkc->bcp", HADAMARD.to(x.dtype).to(x.device), gates.flatten(2)).reshape(b * c, 1, 2, 2)
-        return F.conv2d(x.reshape(1, b * c, h, w), kernels, stride=2, groups=b * c).view(b, c, h // 2, w // 2)
-    taps = bank.shape[-1]
-    shift = taps // 2 - 1
-    x = x.index_select(2, _circular_index(h, h + taps - 2, shift, x.device))
-    x = x.index_select(3, _circular_index(w, w + taps - 2, shift, x.device))
-    kernels = torch.einsum("kuv,bkc->bcuv", bank, gates.flatten(2)).reshape(b * c, 1, taps, taps)
+    if _is_haar(wavelet):  # the filter is the 2x2 block HADAMARD @ g, applied to each 2x2 cell
+        mix = HADAMARD.to(dtype=x.dtype, device=x.device)
+        kernels = torch.einsum("pk,bkc->bcp", mix, gates.flatten(2)).reshape(b * c, 1, 2, 2)
+    else:
+        bank = _filters(wavelet, "dec", x.dtype, x.device)
+        kernels = torch.einsum("kuv,bkc->bcuv", bank, gates.flatten(2)).reshape(b * c, 1, *bank.shape[-2:])
+        x = _circular_pad(x, bank.shape[-1])
     return F.conv2d(x.reshape(1, b * c, *x.shape[-2:]), kernels, stride=2, groups=b * c).view(b, c, h // 2, w // 2)
 
 
@@ -216,7 +219,7 @@ def gated_expand_idwt2(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     g = gates.flatten(2)  # (B, 4, C_out)
     weight, bias = weight.view(4, c_out, c_in), bias.view(4, c_out)
     if _is_haar(wavelet):
-        mix = HADAMARD.to(x.dtype).to(x.device)
+        mix = HADAMARD.to(dtype=x.dtype, device=x.device)
         kernels = torch.einsum("mk,bkc,kci->bcmi", mix, g, weight).reshape(b, 4 * c_out, c_in)
         offsets = torch.einsum("mk,bkc,kc->bcm", mix, g, bias).reshape(b, 4 * c_out, 1)
         y = torch.baddbmm(offsets, kernels, x.reshape(b, c_in, h * w))
