@@ -86,6 +86,11 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     reference_set = load_image_set(reference, size)
     translator = load_refiner(stig_refiner) if stig_refiner else None
     statistics = read_fid_reference(fid_ref) if fid_ref else None
+    # the evaluations during training of the student's run (wgunet.monitor), read with the other inputs
+    student_run = Path(student).parent
+    training = read_evaluations(student_run)
+    training_grids = {f"step {e['step']}": (student_run / "evals" / f"step-{e['step']}" / "grid.png").read_bytes()
+                      for e in training}
     main = processes().is_main_process
     with folder_lock(out, "report") if main else contextlib.nullcontext():
         bar = tqdm(["sample teacher", "sample student", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"],
@@ -140,12 +145,10 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         if translator is not None:  # the refiner's FFTs are not counted by the MAC counter
             sizes[STIG_SET] = {"params_M": sizes["student"]["params_M"] + count_parameters(translator) / 1e6,
                                "GMACs": None}
-        training = read_evaluations(Path(student).parent)  # an export's run folder holds evals/step-N/
         if training:
             figures["training"] = plot_training(training)
             write_png_bytes(out / "training.png", figures["training"])
-            grids |= {f"step {e['step']}": (Path(student).parent / "evals" / f"step-{e['step']}" / "grid.png").read_bytes()
-                      for e in training}
+            grids |= training_grids
         report = Report(student, teacher, num_samples, stig_refiner, samples, sampling, sizes, spectrum, probe, modes,
                         training)
         write_json(out / "metrics.json", report.to_dict())
