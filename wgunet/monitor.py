@@ -29,6 +29,7 @@ from .files import atomic_folder, write_json
 from .images import load_image_set, make_grid, png_bytes
 from .metrics import FidKid, FidKidScore, read_fid_reference
 from .outputs import write_png_bytes
+from .processes import on_main, processes
 from .results import Result
 from .sampling import build_pipeline, sample_images
 from .spectral import SpectralScores, image_statistics, spectral_scores
@@ -54,19 +55,23 @@ class TrainingEvaluation(Result):
 
 
 class TrainingMonitor:
-    """Loads the reference (and the FID statistics) once, when the run starts, so that bad input fails at once."""
+    """Loads the reference (and the FID statistics) once, when the run starts, so that bad input fails at once.
+    Only the main process scores, so only it loads them; an error there stops every process."""
 
     def __init__(self, config: EvalConfig, sample_size: int, run_folder: Path, teacher: Callable[[], nn.Module]):
         self.config, self.folder = config, run_folder / "evals"
-        self.reference = load_image_set(config.reference, sample_size)
-        if self.reference.size != (sample_size, sample_size):
-            raise ConfigError(f"eval.reference {config.reference!r} holds {self.reference.size[0]}x"
-                                f"{self.reference.size[1]} images and the model makes {sample_size}x{sample_size}: "
-                                "give real images of the training size")
-        self.real = image_statistics(self.reference.images)
-        self.fid = None
-        if config.fid_ref:
-            self.fid = FidKid(read_fid_reference(config.fid_ref), feature_extractor(config.features, teacher))
+        self.source, self.real, self.fid = None, None, None
+        on_main(processes(), lambda: self._load(sample_size, teacher))
+
+    def _load(self, sample_size: int, teacher: Callable[[], nn.Module]) -> None:
+        reference = load_image_set(self.config.reference, sample_size)
+        if reference.size != (sample_size, sample_size):
+            raise ConfigError(f"eval.reference {self.config.reference!r} holds {reference.size[0]}x{reference.size[1]} "
+                              f"images and the model makes {sample_size}x{sample_size}: give real images of the "
+                              "training size")
+        self.source, self.real = reference.source, image_statistics(reference.images)
+        if self.config.fid_ref:
+            self.fid = FidKid(read_fid_reference(self.config.fid_ref), feature_extractor(self.config.features, teacher))
 
     @torch.no_grad()
     def __call__(self, accelerator: Accelerator, model: nn.Module, schedule: DDPMScheduler,
@@ -84,7 +89,7 @@ class TrainingMonitor:
             return None
         images = np.stack([image for _, image in sorted(gathered, key=lambda pair: pair[0])])
         tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
-        result = TrainingEvaluation(step, len(images), f"{config.scheduler} x{config.steps}", self.reference.source,
+        result = TrainingEvaluation(step, len(images), f"{config.scheduler} x{config.steps}", self.source,
                                     spectral_scores(image_statistics(tensor), self.real, config.bootstrap),
                                     self.fid(tensor) if self.fid else None, 0.0)
         grid = make_grid(images)
