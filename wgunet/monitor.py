@@ -29,7 +29,7 @@ from .files import atomic_folder, write_json
 from .images import load_image_set, make_grid, png_bytes
 from .metrics import FidKid, FidKidScore, read_fid_reference
 from .outputs import write_png_bytes
-from .processes import on_main, processes
+from .processes import my_share, on_main, processes
 from .results import Result
 from .sampling import build_pipeline, sample_images
 from .spectral import SpectralScores, image_statistics, spectral_scores
@@ -78,7 +78,7 @@ class TrainingMonitor:
                  step: int) -> TrainingEvaluation | None:
         """Evaluate ``model`` (its current weights); the result on the main process, None on the others."""
         config, started = self.config, time.perf_counter()
-        indices = list(range(accelerator.process_index, config.num_images, accelerator.num_processes))
+        indices = my_share(processes(), list(range(config.num_images)))
         pipeline = build_pipeline(model, schedule, config.scheduler, str(accelerator.device))
         was_training = model.training
         model.eval()
