@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,35 @@ def test_fid_against_saved_statistics_is_fid_against_the_images(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(MetricError, match="is not FID reference statistics"):
         read_fid_reference(tmp_path / "bad.npz")
+
+
+SPLIT_FEATURES = """
+import json
+import sys
+from pathlib import Path
+import torch
+from wgunet.features import compute_features
+from wgunet.processes import processes
+from test_metrics import MeanColour, images
+
+state, extractor = processes(), MeanColour()
+split = compute_features(images(9, 0, 256, 0), extractor, batch_size=2, state=state)
+whole = compute_features(images(9, 0, 256, 0), MeanColour(), batch_size=2)
+row = {"process": state.process_index, "seen": extractor.images_seen, "same": torch.equal(split, whole)}
+(Path(sys.argv[1]) / f"{state.process_index}.json").write_text(json.dumps(row))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_feature_extraction_and_both_get_every_row(tmp_path):
+    import json
+
+    from launch import launch
+
+    script = tmp_path / "split.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n" + SPLIT_FEATURES)
+    result = launch(str(script), 2, tmp_path, str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads((tmp_path / f"{process}.json").read_text()) for process in (0, 1)]
+    # batches of 2 at 0, 2, 4, 6, 8: process 0 embeds 0, 4, 8 (5 images), process 1 embeds 2, 6 (4 images)
+    assert rows == [{"process": 0, "seen": 5, "same": True}, {"process": 1, "seen": 4, "same": True}]

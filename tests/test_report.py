@@ -151,7 +151,7 @@ def test_a_report_on_two_processes_equals_the_one_process_report(tiny_student, t
 
     settings = [str(tiny_student), "--teacher", str(tiny_teacher), "--num-samples", "9", "--steps", "2",
                 "--timesteps", "10", "--probe-images", "8", "--bootstrap", "5", "--features", "teacher",
-                "--finc-features", "pixels"]
+                "--finc-features", "pixels", "--stig-steps", "2"]
     one = subprocess.run([sys.executable, "eval.py", "report", *settings, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # as launched
     assert one.returncode == 0, one.stderr[-3000:]
@@ -159,7 +159,8 @@ def test_a_report_on_two_processes_equals_the_one_process_report(tiny_student, t
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("report: ") == 1  # the main process reports; the other sampled its share
     a, b = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
-    for name in ("student", "teacher"):  # the same numbers; only the folders' paths differ
+    assert set(b["spectrum"]["sets"]) == {"student", "teacher", "student + STIG"}
+    for name in b["spectrum"]["sets"]:  # the same numbers (features split between the processes); only paths differ
         assert a["spectrum"]["sets"][name]["scores"] == b["spectrum"]["sets"][name]["scores"]
         assert a["spectrum"]["sets"][name]["fid_kid"] == b["spectrum"]["sets"][name]["fid_kid"]
     assert a["finc"]["test_modes"] == b["finc"]["test_modes"] and a["probe"] == b["probe"]

@@ -53,7 +53,8 @@ def spectrum(generated: dict[str, str], reference: str, out: Path, *, features: 
     sets = load_sets({**generated, "reference": reference}, num_images)
     reference_set = sets.pop("reference")
     scorer = fid_scorer(reference_set, features, teacher, fid_ref) if fid else None
-    result = score_sets(sets, reference_set, scorer, bootstrap, convention)
+    fid_kid = {name: scorer(image_set.images) for name, image_set in sets.items()} if fid else None
+    result = score_sets(sets, reference_set, fid_kid, bootstrap, convention)
     write_spectrum(out, result)
     return result
 
@@ -109,6 +110,7 @@ def stig_apply(refiner: str, source: str, out: Path, *, reference: str | None, f
         return None
     reference_set = sets.pop("reference")
     scorer = fid_scorer(reference_set, features, teacher, fid_ref=None)
-    result = score_sets({"before": sets["before"], "after": refined}, reference_set, scorer, bootstrap)
+    scored = {"before": sets["before"], "after": refined}
+    result = score_sets(scored, reference_set, {name: scorer(s.images) for name, s in scored.items()}, bootstrap)
     write_json(out / "stig_metrics.json", result.to_dict())
     return result

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .finc import FincResult, finc
 from .images import ImageSet, same_size
-from .metrics import FidKid, FidKidScore
+from .metrics import FidKidScore
 from .results import Result
 from .spectral import SpectralScores, image_statistics, spectral_scores
 
@@ -38,9 +38,10 @@ class SpectrumResult(Result):
         return next((s.fid_kid.features for s in self.sets.values() if s.fid_kid), None)
 
 
-def score_sets(sets: dict[str, ImageSet], reference: ImageSet, scorer: FidKid | None, bootstrap: int = 200,
-               convention: str = "seed") -> SpectrumResult:
-    """Reduced spectra, spectral scores with 95% intervals and (with a scorer) FID/KID of each set vs the reference."""
+def score_sets(sets: dict[str, ImageSet], reference: ImageSet, fid_kid: dict[str, FidKidScore] | None,
+               bootstrap: int = 200, convention: str = "seed") -> SpectrumResult:
+    """Reduced spectra and spectral scores with 95% intervals of each set vs the reference, with each set's FID/KID
+    (scored by the caller: wgunet.metrics.FidKid) when given."""
     same_size(sets, reference)
     real = image_statistics(reference.images, convention=convention)
     result = SpectrumResult(convention, reference.source, len(reference), real["radius"].tolist(),
@@ -49,7 +50,7 @@ def score_sets(sets: dict[str, ImageSet], reference: ImageSet, scorer: FidKid | 
         stats = image_statistics(image_set.images, convention=convention)
         result.sets[name] = SetScores(image_set.source, len(image_set), stats["spectra"].mean(0).tolist(),
                                       spectral_scores(stats, real, bootstrap),
-                                      scorer(image_set.images) if scorer else None)
+                                      fid_kid[name] if fid_kid else None)
     return result
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from .features import MetricError, label
+from .features import MetricError, compute_features, label
 from .results import Estimate, Result
 
 
@@ -86,6 +87,8 @@ class FidKid:
     """FID with a 95% interval and KID of generated sets against one reference set.
 
     The extractor is built and the reference's features are computed once, however many sets are scored.
+    With the ``state`` of several processes, ``features`` (and the reference's, here) are split among them
+    (wgunet.features.compute_features); ``score`` is then work for one process.
     The interval is the basic bootstrap one, [2 FID - q97.5, 2 FID - q2.5] over resampled images of both
     sets: a resample repeats images, which biases FID upward, and the basic interval reflects that bias
     back instead of sitting above the estimate as the percentile one does. Clipped at 0: for two sets of one
@@ -93,9 +96,9 @@ class FidKid:
     """
 
     def __init__(self, reference: torch.Tensor | ReferenceStatistics, extractor: nn.Module, batch_size: int = 256,
-                 bootstrap: int = 50, seed: int = 0):
+                 bootstrap: int = 50, seed: int = 0, state: PartialState | None = None):
         self.feature, self.label = extractor, label(extractor)
-        self.batch_size, self.bootstrap, self.seed = batch_size, bootstrap, seed
+        self.batch_size, self.bootstrap, self.seed, self.state = batch_size, bootstrap, seed, state
         if isinstance(reference, ReferenceStatistics):
             if reference.features is not None and reference.features != self.label:
                 raise MetricError(f"the reference statistics were made with {reference.features!r} features and this "
@@ -103,18 +106,21 @@ class FidKid:
                                   "or pick the same --features")
             self.real, self.statistics = None, reference
         else:
-            self.real, self.statistics = self._features(reference), None
+            self.real, self.statistics = self.features(reference), None
 
-    @torch.no_grad()
-    def _features(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The extractor's (N, F) features of uint8 (N, 3, H, W) images."""
         if len(images) < 2:
             raise MetricError("FID and KID need at least 2 images in each set")
-        return torch.cat([self.feature(images[first : first + self.batch_size])
-                          for first in range(0, len(images), self.batch_size)])
+        return compute_features(images, self.feature, self.batch_size, self.state)
 
     def __call__(self, generated: torch.Tensor) -> FidKidScore:
         """FID with its interval and KID of uint8 (N, 3, H, W) images."""
-        real, fake = self.real, self._features(generated)
+        return self.score(self.features(generated))
+
+    def score(self, fake: torch.Tensor) -> FidKidScore:
+        """FID with its interval and KID of a generated set's features (``features``)."""
+        real = self.real
         if self.statistics is not None:
             return self._against_statistics(fake)
         fid = frechet_distance(real, fake)

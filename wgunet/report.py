@@ -28,7 +28,7 @@ from .metrics import FidKid, read_fid_reference
 from .outputs import write_modes, write_png_bytes, write_probe, write_spectrum
 from .monitor import read_evaluations
 from .plots import in_set_order, plot_training
-from .processes import processes
+from .processes import on_main, processes
 from .probe import DEFAULT_TIMESTEPS, ProbeResult, format_cutoff, spectral_probe
 from .sampling import run_sampling
 from .stats import count_parameters, describe
@@ -73,8 +73,9 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     """Sample (or reuse), score, probe, FINC and optionally STIG; writes ``metrics.json`` and ``report.html``.
 
     Every checkpoint and image set is loaded once and handed on; bad input fails before minutes of sampling.
-    Under ``accelerate launch`` / ``torchrun`` the processes split the sampling (wgunet.sampling); the rest runs on
-    the main process, which returns the report (the others return None).
+    Under ``accelerate launch`` / ``torchrun`` the processes split the sampling (wgunet.sampling) and the feature
+    extraction for FID/KID and FINC (wgunet.features); the rest runs on the main process, which returns the report
+    (the others return None).
     """
     if stig_refiner and stig_steps:
         raise ReportError("pass either --stig-refiner (apply a trained refiner) or --stig-steps (train one), not both")
@@ -91,10 +92,11 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     training = read_evaluations(student_run)
     training_grids = {f"step {e['step']}": (student_run / "evals" / f"step-{e['step']}" / "grid.png").read_bytes()
                       for e in training}
-    main = processes().is_main_process
+    state = processes()
+    main = state.is_main_process
     with folder_lock(out, "report") if main else contextlib.nullcontext():
-        bar = tqdm(["sample teacher", "sample student", "STIG", "spectra and FID/KID", "probe", "FINC", "report.html"],
-                   desc="report", unit="stage", disable=not main)
+        bar = tqdm(["sample teacher", "sample student", "STIG", "features", "spectra and FID/KID", "probe", "FINC",
+                    "report.html"], desc="report", unit="stage", disable=not main)
         samples, sampling = {}, {}
         for name, checkpoint in (("teacher", teacher), ("student", student)):
             bar.set_postfix_str(f"sample {name}")
@@ -103,25 +105,42 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
             sampling[name] = run_sampling(checkpoint, num_samples, folder, scheduler=scheduler, steps=steps,
                                           batch_size=batch_size, seed=seed, device=device, resume=folder.is_dir(),
                                           model=models[name])
-            samples[name] = load_image_set(folder) if main else None
+            samples[name] = load_image_set(folder)  # on every process: each embeds its share below
             bar.update()
-        if not main:
-            return None
         bar.set_postfix_str("STIG")
-        if stig_steps:
-            run = out / "stig"
-            stig_refiner = str(train_refiner(samples["student"].images, reference_set.images, run,
-                                             StigConfig(steps=stig_steps), resume=(run / "checkpoints").is_dir()))
-            translator = load_refiner(stig_refiner)
-        if translator is not None:
-            samples[STIG_SET] = refine_set(translator, stig_refiner, samples["student"], out / "samples" / "student_stig",
-                                           overwrite=True)
+
+        refined = None
+
+        def refine_student() -> str | None:  # STIG on the main process; the others wait for its folder
+            nonlocal stig_refiner, translator, refined
+            if stig_steps:
+                run = out / "stig"
+                stig_refiner = str(train_refiner(samples["student"].images, reference_set.images, run,
+                                                 StigConfig(steps=stig_steps), resume=(run / "checkpoints").is_dir()))
+                translator = load_refiner(stig_refiner)
+            if translator is not None:
+                refined = refine_set(translator, stig_refiner, samples["student"], out / "samples" / "student_stig",
+                                     overwrite=True)
+            return stig_refiner
+
+        stig_refiner = on_main(state, refine_student)
+        if stig_refiner is not None:
+            samples[STIG_SET] = refined if main else load_image_set(out / "samples" / "student_stig")
         bar.update()
-        bar.set_postfix_str("spectra, FID/KID")
+        bar.set_postfix_str("features")
         teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
         scorer = FidKid(reference_set.images if statistics is None else statistics,
-                        feature_extractor(features, teacher_features))
-        spectrum = score_sets(samples, reference_set, scorer, bootstrap, convention)
+                        feature_extractor(features, teacher_features), state=state)
+        generated = {name: scorer.features(image_set.images) for name, image_set in samples.items()}
+        embed = feature_extractor(finc_features, teacher_features)
+        cache = out / "finc" / "feature_cache"
+        finc_vectors = {name: cached_features(samples[name], embed, cache, state) for name in ("student", "teacher")}
+        bar.update()
+        if not main:
+            return None
+        bar.set_postfix_str("spectra, FID/KID")
+        fid_kid = {name: scorer.score(vectors) for name, vectors in generated.items()}
+        spectrum = score_sets(samples, reference_set, fid_kid, bootstrap, convention)
         figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
         bar.update()
         bar.set_postfix_str("probe")
@@ -129,11 +148,8 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         figures["probe"] = write_probe(out / "probe", probe)
         bar.update()
         bar.set_postfix_str("FINC")
-        embed = feature_extractor(finc_features, teacher_features)
-        cache = out / "finc" / "feature_cache"
-        modes = compare_modes(samples["student"], samples["teacher"], cached_features(samples["student"], embed, cache),
-                              cached_features(samples["teacher"], embed, cache), label(embed), ("student", "teacher"),
-                              seed=seed)
+        modes = compare_modes(samples["student"], samples["teacher"], finc_vectors["student"], finc_vectors["teacher"],
+                              label(embed), ("student", "teacher"), seed=seed)
         figures["finc"] = write_modes(out / "finc", modes)
         bar.update()
         spread = torch.linspace(0, len(reference_set) - 1, min(GRID_IMAGES, len(reference_set))).long()  # every photo
