@@ -81,7 +81,7 @@ def main() -> None:
         else:
             modes = finc(features, reference_features, r=2000).test_modes.eigenvalues
             top = float(modes[0]) if len(modes) else 0.0
-        model, _ = load_model(checkpoint)
+        model = load_model(checkpoint).model
         rows[name] = {"GMACs": macs_per_image(model) / 1e9, "params_M": count_parameters(model) / 1e6,
                       "images_per_second": record["images_per_second"],
                       **{k: plain(getattr(scores, k)) for k in ("log_spectral_distance_db", "lfd_mean_magnitude", "high_frequency_ratio")},

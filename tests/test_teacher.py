@@ -46,13 +46,13 @@ def test_taps_on_the_celebahq_block_layout_with_small_widths():
 
 
 def test_load_teacher_from_pipeline_and_bare_folders(tiny_teacher, tmp_path):
-    unet, scheduler = load_teacher(str(tiny_teacher), torch.float16)
-    assert unet.dtype == torch.float16 and not unet.training
+    unet, scheduler, autoencoder = load_teacher(str(tiny_teacher), torch.float16)
+    assert unet.dtype == torch.float16 and not unet.training and autoencoder is None  # a pixel model
     assert not any(p.requires_grad for p in unet.parameters())
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.num_train_timesteps == 100
     bare = tmp_path / "bare"
     unet.save_pretrained(bare)
-    loaded, default_schedule = load_teacher(str(bare))
+    loaded, default_schedule, _ = load_teacher(str(bare))
     assert loaded.dtype == torch.float32
     assert torch.equal(loaded.conv_in.weight.half(), unet.conv_in.weight)
     assert default_schedule.config.num_train_timesteps == DDPMScheduler().config.num_train_timesteps
@@ -82,11 +82,11 @@ def test_the_shipped_teacher_is_small_loads_and_matches_its_config(tmp_path):
     files = [p for p in Path("assets/teacher").rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 20 * 2**20
     assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in files)  # safetensors only
-    unet, scheduler = load_teacher("assets/teacher")
+    unet, scheduler, _ = load_teacher("assets/teacher")
     assert unet.dtype == torch.float32  # stored in fp16, upcast on load
     config = load_config("configs/teacher.yaml")
     assert list(unet.config.block_out_channels) == config.unet["block_out_channels"]
     assert scheduler.config.num_train_timesteps == 1000 and scheduler.config.prediction_type == "epsilon"
     export_teacher("assets/teacher", str(tmp_path / "again"))
-    again, _ = load_teacher(str(tmp_path / "again"))
+    again = load_teacher(str(tmp_path / "again")).model
     assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), again.state_dict().values()))

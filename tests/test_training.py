@@ -102,9 +102,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, m
 
 
 def test_switched_off_terms_skip_the_teacher_and_its_aligners(tiny_run):
-    model, _, teacher, taps = build_models(load_config(None, tiny_run + ["loss.lambda_spatial=0", "loss.lambda_freq=0"]))
+    model, _, teacher, taps, _ = build_models(load_config(None, tiny_run + ["loss.lambda_spatial=0", "loss.lambda_freq=0"]))
     assert teacher is None and taps is None and len(model.aligners) == 0
-    model, _, teacher, _ = build_models(load_config(None, tiny_run + ["loss.features=[mid]"]))
+    model, _, teacher, _, _ = build_models(load_config(None, tiny_run + ["loss.features=[mid]"]))
     assert list(model.pairs) == ["mid"] and teacher is not None
 
 

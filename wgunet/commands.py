@@ -63,7 +63,7 @@ def probe(checkpoints: dict[str, str], reference: str, out: Path, *, timesteps: 
           probe_images: int, seed: int) -> ProbeResult:
     """The spectral-bias probe of checkpoints: ``probe.json``, ``probe.md``, ``probe.png``."""
     models = {name: load_model(path) for name, path in checkpoints.items()}
-    size = next(iter(models.values()))[0].config.sample_size
+    size = next(iter(models.values())).image_size
     reference_set = load_image_set(reference, size).first(probe_images)
     result = spectral_probe(models, reference_set.images, timesteps, seed)
     write_probe(out, result)

@@ -63,6 +63,10 @@ class LossConfig:
     alpha: float = -1.0  # w = |DFT(x0 resized)|^alpha
     eps: float = 1e-2  # stabilises |DFT(x0)|^alpha where the clean image has no power
     features: tuple[str, ...] = ("down", "mid", "up")  # which stages are matched, besides the output
+    # Latent teachers only (pixel teachers: both are the image): the clean signal whose |DFT| weights L_freq at
+    # each feature scale. OPEN: "latent" (default), the clean latent, which is the diffusion's x0 and what the
+    # features encode; "image", the clean RGB image resized to each feature's size.
+    freq_reference: str = "latent"
 
 
 @dataclass
@@ -255,7 +259,8 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
 ]
 CHOICES = {"teacher_dtype": ("auto", "float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
            "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"),
-           "eval.scheduler": ("ddim", "ddpm", "dpm++"), "eval.features": ("auto", "teacher", "inception", "dinov2")}
+           "eval.scheduler": ("ddim", "ddpm", "dpm++"),
+           "loss.freq_reference": ("latent", "image"), "eval.features": ("auto", "teacher", "inception", "dinov2")}
 
 
 def _get(config: TrainConfig, dotted: str) -> Any:

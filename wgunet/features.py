@@ -64,14 +64,14 @@ class TeacherFeatures(nn.Module):
     """Mid-block features of a diffusers UNet2DModel at a small t, spatially averaged.
 
     Images of another size than the teacher's are area-resized to it first, so that every set is embedded at
-    the scale the teacher was trained on.
+    the scale the teacher was trained on; a latent teacher embeds the latents of its autoencoder.
     """
 
-    def __init__(self, unet, scheduler, source: str):
+    def __init__(self, unet, scheduler, autoencoder, source: str):
         super().__init__()
         from .teacher import FeatureTaps
 
-        self.unet, self.scheduler, self.taps = unet, scheduler, FeatureTaps(unet)
+        self.unet, self.scheduler, self.autoencoder, self.taps = unet, scheduler, autoencoder, FeatureTaps(unet)
         self.cache_key = _input_key(source, "", {})  # the teacher's files: retrained, its features change
         self.label = (f"teacher mid-block at t={TEACHER_TIMESTEP} ({source}); offline; compares sets scored with "
                       "this same teacher only, NOT comparable to published FID")
@@ -79,9 +79,11 @@ class TeacherFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x0 = to_signed(images)
-        size = self.unet.config.sample_size
+        size = self.unet.config.sample_size * (self.autoencoder.factor if self.autoencoder else 1)
         if x0.shape[-2:] != (size, size):
             x0 = F.interpolate(x0, size=(size, size), mode="area")
+        if self.autoencoder is not None:
+            x0 = self.autoencoder.encode(x0).float().cpu()
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
         t = torch.full((len(x0),), TEACHER_TIMESTEP)
         noisy = self.scheduler.add_noise(x0, noise, t).to(self.unet.device, self.unet.dtype)

@@ -1,6 +1,7 @@
 """Loading diffusion models: WG-UNet students and diffusers UNet2DModels, from folders or the Hub.
 
-Accepted: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) such as training exports,
+Accepted: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``, and for a latent model its
+autoencoder, see wgunet.latents) such as training exports,
 a bare model folder (``config.json`` + weights), a training run or checkpoint folder (its ``model/``),
 or a Hub id, which is downloaded and then read through the same ``from_pretrained`` calls.
 Each command loads a checkpoint once and hands the model on (sampling, probe, teacher features).
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .cli import UserError
+from .latents import Autoencoder, load_autoencoder
 from .model import WGUNet
 from .prediction import prediction_type
 
@@ -47,8 +49,23 @@ def model_folder(path: Path) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, DDPMScheduler]:
-    """(model in eval mode, the DDPM schedule it was trained with) from a folder or a Hub id."""
+class Checkpoint(NamedTuple):
+    """A loaded diffusion model: the denoiser, the DDPM schedule it was trained with, and for a latent model the
+    autoencoder between its latents and RGB."""
+
+    model: torch.nn.Module
+    scheduler: DDPMScheduler
+    autoencoder: Autoencoder | None = None
+
+    @property
+    def image_size(self) -> int:
+        """The side of the RGB images it makes (its latents' side times the autoencoder's factor)."""
+        size = self.model.config.sample_size
+        return size * self.autoencoder.factor if self.autoencoder else size
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
+    """The model in eval mode, its DDPM schedule and its autoencoder (latent models) from a folder or a Hub id."""
     path = Path(name_or_path)
     if not path.exists():
         if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
@@ -72,14 +89,19 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
     # A bare model carries no schedule: DDPM's published one (linear 1e-4..0.02, 1000 steps) is assumed.
     scheduler = DDPMScheduler.from_config(schedule) if schedule else DDPMScheduler()
     prediction_type(scheduler)  # an unknown prediction_type is named here, before any use
-    return model.eval(), scheduler
+    autoencoder = load_autoencoder(folder.parent if folder.name == "unet" else folder, dtype)
+    if autoencoder is not None and model.config.in_channels != autoencoder.channels:
+        raise CheckpointError(f"the UNet in {str(folder)!r} takes {model.config.in_channels} channels and its "
+                              f"autoencoder makes {autoencoder.channels}-channel latents: they are not one model")
+    return Checkpoint(model.eval(), scheduler, autoencoder)
 
 
 def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "unet/*", "scheduler/*"]))
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "unet/*", "scheduler/*",
+                                                          "vqvae/*", "vae/*"]))
     except Exception as error:  # offline, unknown or gated repo: huggingface_hub has many error types
         raise CheckpointError(
             f"{repo_id!r} is not a local folder and could not be fetched from the Hub ({type(error).__name__}). "

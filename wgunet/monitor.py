@@ -27,6 +27,7 @@ from .config import ConfigError, EvalConfig
 from .features import feature_extractor
 from .files import atomic_folder, write_json
 from .images import load_image_set, make_grid, png_bytes
+from .latents import Autoencoder
 from .metrics import FidKid, FidKidScore, read_fid_reference
 from .outputs import write_png_bytes
 from .processes import my_share, on_main, processes
@@ -58,8 +59,9 @@ class TrainingMonitor:
     """Loads the reference (and the FID statistics) once, when the run starts, so that bad input fails at once.
     Only the main process scores, so only it loads them; an error there stops every process."""
 
-    def __init__(self, config: EvalConfig, sample_size: int, run_folder: Path, teacher: Callable[[], nn.Module]):
-        self.config, self.folder = config, run_folder / "evals"
+    def __init__(self, config: EvalConfig, sample_size: int, run_folder: Path, teacher: Callable[[], nn.Module],
+                 autoencoder: Autoencoder | None = None):
+        self.config, self.folder, self.autoencoder = config, run_folder / "evals", autoencoder  # latent: decodes
         self.source, self.real, self.fid = None, None, None
         on_main(processes(), lambda: self._load(sample_size, teacher))
 
@@ -79,7 +81,7 @@ class TrainingMonitor:
         """Evaluate ``model`` (its current weights); the result on the main process, None on the others."""
         config, started = self.config, time.perf_counter()
         indices = my_share(processes(), list(range(config.num_images)))
-        pipeline = build_pipeline(model, schedule, config.scheduler, str(accelerator.device))
+        pipeline = build_pipeline(model, schedule, self.autoencoder, config.scheduler, str(accelerator.device))
         was_training = model.training
         model.eval()
         drawn = sample_images(pipeline, indices, config.seed, config.steps) if indices else []

@@ -8,6 +8,10 @@ the reduced spectra give, per radius r:
 The cut-off is the smallest r where ``recovered`` falls below one half: the model recovers at least half of the
 clean signal at every radius below it. When even the lowest ring is below one half there is no such radius and
 the cut-off is None ("none" in tables, null in JSON), not that ring's radius.
+
+Latent models (wgunet.latents): x_t is made from the encoded reference in the latent space, where the models and
+the Wiener filter (defined on the diffusion's own x0, the latents) denoise; every estimate is decoded, and the
+spectra are those of RGB images against the reference, so the autoencoder's own loss counts as not recovered.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from diffusers import DDPMScheduler
 
 from .cli import UserError
 from .data import to_signed
+from .loading import Checkpoint
 from .prediction import predicted_x0
 from .results import Result
 from .spectral import reduced_spectrum
@@ -42,6 +47,7 @@ class ProbeResult(Result):
     radius: list[float]
     timesteps: list[int]
     models: dict[str, ProbeCurves]  # the models probed, then "optimal linear (Wiener)"
+    space: str = "pixels"  # where x_t is made and denoised: "pixels", or "latents" (estimates decoded)
 
 
 def cutoff_radius(radius: torch.Tensor, recovered: torch.Tensor) -> float | None:
@@ -63,23 +69,29 @@ def wiener_x0(noisy: torch.Tensor, abar: torch.Tensor, power: torch.Tensor) -> t
 
 
 @torch.no_grad()
-def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], reference: torch.Tensor,
+def spectral_probe(models: dict[str, Checkpoint | tuple[torch.nn.Module, DDPMScheduler]], reference: torch.Tensor,
                    timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS, seed: int = 0, batch_size: int = 128) -> ProbeResult:
     """Curves and cut-offs per model and timestep; the Wiener filter uses the first model's noise schedule."""
+    models = {name: Checkpoint(*loaded) for name, loaded in models.items()}
+    autoencoder = next(iter(models.values())).autoencoder
+    if any((m.autoencoder is None) != (autoencoder is None) for m in models.values()):
+        raise ProbeError("the probe compares models that denoise in one space: all pixel models or all latent ones")
     x0 = to_signed(reference)
-    power = torch.fft.fft2(x0, norm="ortho").abs().pow(2).mean(0)
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    first_schedule = next(iter(models.values()))[1]
-    for name, (_, schedule) in models.items():
+    clean_latents = x0 if autoencoder is None else torch.cat([autoencoder.encode(x0[s : s + batch_size]).cpu()
+                                                              for s in range(0, len(x0), batch_size)])
+    power = torch.fft.fft2(clean_latents, norm="ortho").abs().pow(2).mean(0)
+    noise = torch.randn(clean_latents.shape, generator=torch.Generator().manual_seed(seed))
+    first_schedule = next(iter(models.values())).scheduler
+    for name, (_, schedule, _) in models.items():
         steps = schedule.config.num_train_timesteps
         if any(not 0 <= t < steps for t in timesteps):
             raise ProbeError(f"probe timesteps must lie in [0, {steps - 1}] for {name!r} (trained on {steps} steps), "
                              f"got {list(timesteps)}")
     radius, clean = reduced_spectrum(x0)
     clean = clean.mean(0)
-    result = ProbeResult(radius.tolist(), list(timesteps), {})
+    result = ProbeResult(radius.tolist(), list(timesteps), {}, "pixels" if autoencoder is None else "latents")
     predictors = {name: (lambda noisy, t, m=model, s=scheduler: predicted_x0(s, noisy, _output(m, noisy, t), t))
-                  for name, (model, scheduler) in models.items()}
+                  for name, (model, scheduler, _) in models.items()}
     predictors["optimal linear (Wiener)"] = lambda noisy, t: wiener_x0(noisy, first_schedule.alphas_cumprod[t], power)
     for name, predict in predictors.items():
         curves = result.models[name] = ProbeCurves([], [], [])
@@ -87,9 +99,10 @@ def spectral_probe(models: dict[str, tuple[torch.nn.Module, DDPMScheduler]], ref
             abar = first_schedule.alphas_cumprod[t]
             estimates = []
             for start in range(0, len(x0), batch_size):
-                clean_batch, noise_batch = x0[start : start + batch_size], noise[start : start + batch_size]
+                clean_batch, noise_batch = clean_latents[start : start + batch_size], noise[start : start + batch_size]
                 noisy = abar.sqrt() * clean_batch + (1 - abar).sqrt() * noise_batch
-                estimates.append(predict(noisy, t))
+                estimate = predict(noisy, t)
+                estimates.append(estimate if autoencoder is None else autoencoder.decode(estimate).cpu())
             estimate = torch.cat(estimates)
             predicted_power = reduced_spectrum(estimate)[1].mean(0)
             error_power = reduced_spectrum(estimate - x0)[1].mean(0)

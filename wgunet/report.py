@@ -31,7 +31,7 @@ from .plots import in_set_order, plot_training
 from .processes import on_main, processes
 from .probe import DEFAULT_TIMESTEPS, ProbeResult, format_cutoff, spectral_probe
 from .sampling import run_sampling
-from .stats import count_parameters, describe
+from .stats import count_parameters, describe, describe_autoencoder
 from .stig import StigConfig, load_refiner, train_refiner
 
 STIG_SET = "student + STIG"
@@ -80,9 +80,9 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     if stig_refiner and stig_steps:
         raise ReportError("pass either --stig-refiner (apply a trained refiner) or --stig-steps (train one), not both")
     models = {"teacher": load_model(teacher), "student": load_model(student)}
-    size = models["student"][0].config.sample_size
-    if models["teacher"][0].config.sample_size != size:
-        raise ReportError(f"the student makes {size}px images and the teacher {models['teacher'][0].config.sample_size}"
+    size = models["student"].image_size
+    if models["teacher"].image_size != size:
+        raise ReportError(f"the student makes {size}px images and the teacher {models['teacher'].image_size}"
                           "px: compare models of one image size")
     reference_set = load_image_set(reference, size)
     translator = load_refiner(stig_refiner) if stig_refiner else None
@@ -157,7 +157,9 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         grids |= {name: png_bytes(make_grid(s.images[:GRID_IMAGES].permute(0, 2, 3, 1).numpy()))
                   for name, s in samples.items()}
         write_png_bytes(out / "real_grid.png", grids["real"])
-        sizes = {name: describe(model) for name, (model, _) in models.items()}
+        sizes = {name: describe(loaded.model) for name, loaded in models.items()}
+        if models["student"].autoencoder is not None:  # counted apart: it runs once per image, not per step
+            sizes["autoencoder"] = describe_autoencoder(models["student"].autoencoder)
         if translator is not None:  # the refiner's FFTs are not counted by the MAC counter
             sizes[STIG_SET] = {"params_M": sizes["student"]["params_M"] + count_parameters(translator) / 1e6,
                                "GMACs": None}
@@ -189,6 +191,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def _figure(png: bytes, caption: str) -> str:
     return f"<figure>{_image(png, caption)}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
+
+PROBE_LATENT_NOTE = (" Latent models: x_t is made from the encoded reference in the latent space, where the models and "
+                     "the optimal linear (Wiener) filter denoise (the filter is defined there, on the diffusion's x0); "
+                     "every estimate is decoded and compared with the real images, so the autoencoder's own loss "
+                     "counts as not recovered.")
 
 SCORE_NOTES = {
     "log_spectral_distance_db": "log-spectral distance (dB), lower is better",
@@ -236,6 +243,11 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
                                     f"{finc['noise_floor']['reference']:.4g} (teacher's)"]]
     if report.stig_refiner:
         setup_rows.append(["STIG refiner", report.stig_refiner])
+    if "autoencoder" in sizes:  # a latent student and teacher share it; not in the GMACs per network evaluation
+        coder = sizes["autoencoder"]
+        setup_rows.append(["autoencoder (latent models; counted apart)",
+                           f"{coder['params_M']:.2f} M parameters; {coder['decode_GMACs']:.3f} GMACs to decode one "
+                           f"{coder['image_size']}px image (once per sample), {coder['encode_GMACs']:.3f} to encode"])
     shown = min(GRID_IMAGES, report.num_samples)
     captions = {"real": f"real (held out): {GRID_IMAGES} of {spectrum.num_reference}, evenly spaced"}
     sample_grids = "".join(_figure(grids[name], captions.get(name, f"{name}: first {shown} samples"))
@@ -273,7 +285,7 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
 <h2>Reduced spectra</h2>{_figure(figures["spectra"], "mean reduced power spectra, log-log")}
 <h2>Spectral-bias probe</h2>
 <p>Share of the clean spectrum each model recovers from x_t, per radius; the table gives the radius below which
-at least half is recovered.</p>
+at least half is recovered.{PROBE_LATENT_NOTE if probe.space == "latents" else ""}</p>
 <div class="plot">{_figure(figures["probe"], "recovered share of the clean spectrum per radius, one panel per timestep")}</div>
 {_table(["t"] + probe_models, probe_rows)}
 <h2>FINC: modes the student over- and under-produces against the teacher</h2>

@@ -21,7 +21,8 @@ from .cli import UserError
 from .compilation import compiled
 from .files import folder_lock
 from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
-from .loading import DTYPES, load_model
+from .latents import Autoencoder, LatentPipeline
+from .loading import DTYPES, Checkpoint, load_model
 from .processes import my_share, on_main, processes
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
@@ -60,20 +61,26 @@ def sampler_config(name: str, training_schedule: dict) -> dict:
 
 
 def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto",
-                  dtype: str = "float32") -> DDPMPipeline | DDIMPipeline:
+                  dtype: str = "float32") -> Pipeline:
     """A pipeline of the checkpoint's model and the chosen sampler (see ``build_pipeline``)."""
     return build_pipeline(*load_model(checkpoint, DTYPES[dtype]), scheduler, device)
 
 
-def build_pipeline(model: torch.nn.Module, training_schedule: DDPMScheduler, scheduler: str = "ddim",
-                   device: str = "auto") -> DDPMPipeline | DDIMPipeline:
-    """A pipeline of a loaded model and the chosen sampler, built from the model's own noise schedule."""
+Pipeline = DDPMPipeline | DDIMPipeline | LatentPipeline
+
+
+def build_pipeline(model: torch.nn.Module, training_schedule: DDPMScheduler, autoencoder: Autoencoder | None = None,
+                   scheduler: str = "ddim", device: str = "auto") -> Pipeline:
+    """A pipeline of a loaded model (wgunet.loading.Checkpoint) and the chosen sampler, built from the model's own
+    noise schedule; a latent model's pipeline decodes with its autoencoder."""
     if scheduler not in SCHEDULERS:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     sampler = SCHEDULERS[scheduler].from_config(sampler_config(scheduler, training_schedule.config))
-    # DDIMPipeline, because only it passes use_clipped_model_output to the scheduler (see sample_images).
-    pipeline_class = DDIMPipeline if scheduler == "ddim" else DDPMPipeline
-    pipeline = pipeline_class(unet=model, scheduler=sampler).to(pick_device(device))
+    if autoencoder is not None:
+        pipeline = LatentPipeline(unet=model, autoencoder=autoencoder, scheduler=sampler)
+    else:  # DDIMPipeline, because only it passes use_clipped_model_output to the scheduler (see sample_images)
+        pipeline = (DDIMPipeline if scheduler == "ddim" else DDPMPipeline)(unet=model, scheduler=sampler)
+    pipeline = pipeline.to(pick_device(device))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -83,13 +90,13 @@ def image_generator(seed: int, index: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def sample_images(pipeline: DDPMPipeline | DDIMPipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
+def sample_images(pipeline: Pipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
     """uint8 images (B, H, W, C) for the given image indices."""
     generators = [image_generator(seed, i) for i in indices]
     # DDIM: when x0 is clipped, the noise estimate is re-derived from the clipped x0 (use_clipped_model_output), so
     # that the DDIM update stays on one trajectory. diffusers' default mixes the clipped x0 with the unclipped
     # noise; on the shipped teacher that collapsed the samples to low-contrast grey (pixel std 0.21, real 0.59).
-    options = {"eta": 0.0, "use_clipped_model_output": True} if isinstance(pipeline, DDIMPipeline) else {}
+    options = {"eta": 0.0, "use_clipped_model_output": True} if isinstance(pipeline.scheduler, DDIMScheduler) else {}
     images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np",
                       **options).images
     return (images * 255).round().astype(np.uint8)
@@ -102,7 +109,7 @@ def default_batch_size(sample_size: int) -> int:
 def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str = "ddim", steps: int | None = None,
                  batch_size: int | None = None, seed: int = 0, device: str = "auto", dtype: str = "float32",
                  resume: bool = False, overwrite: bool = False, compile: bool = False,
-                 model: tuple[torch.nn.Module, DDPMScheduler] | None = None) -> dict:
+                 model: Checkpoint | None = None) -> dict:
     """Write ``num`` images as ``out/NNNNNN.png``, ``out/grid.png`` and ``out/samples.npz``; returns the run record.
 
     ``model``: the checkpoint's (model, training schedule) when the caller has loaded it already.
@@ -116,15 +123,16 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
         raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
     out, state = Path(out), processes()
     device = str(state.device) if state.num_processes > 1 and device == "auto" else device
-    pipeline = build_pipeline(*(model or load_model(checkpoint, DTYPES[dtype])), scheduler, device)
+    loaded = model or load_model(checkpoint, DTYPES[dtype])
+    pipeline = build_pipeline(*loaded, scheduler, device)
     if compile:
         compiled(pipeline.unet)
     steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
-              "sample_size": pipeline.unet.config.sample_size}  # what the images depend on (compile: not, to 1e-5)
+              "sample_size": loaded.image_size}  # what the images depend on (compile: not, to 1e-5)
     with folder_lock(out, "sampling") if state.is_main_process else contextlib.nullcontext():
         todo = on_main(state, lambda: prepare_image_folder(out, num, record, resume, overwrite))
-        batch_size = batch_size or default_batch_size(pipeline.unet.config.sample_size)
+        batch_size = batch_size or default_batch_size(loaded.image_size)
         bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}",
                    disable=not state.is_main_process)
         started, mine = time.perf_counter(), my_share(state, todo)

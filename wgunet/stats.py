@@ -35,6 +35,25 @@ def describe(model: nn.Module) -> dict:
     return {"params_M": count_parameters(model) / 1e6, "GMACs": macs_per_image(model) / 1e9}
 
 
+@torch.no_grad()
+def describe_autoencoder(autoencoder) -> dict:
+    """A latent model's autoencoder (wgunet.latents.Autoencoder), counted apart from the UNet: its parameters, and
+    the GMACs of decoding one image (once per sample, not per denoising step) and of encoding one (once per
+    training image)."""
+    model = autoencoder.model
+    size = model.config.sample_size
+    image = torch.zeros(1, model.config.in_channels, size, size, device=model.device, dtype=model.dtype)
+    latents = torch.zeros(1, autoencoder.channels, size // autoencoder.factor, size // autoencoder.factor,
+                          device=model.device, dtype=model.dtype)
+    macs = {}
+    for name, work in (("decode", lambda: model.decode(latents)), ("encode", lambda: model.encode(image))):
+        with FlopCounterMode(display=False) as counter:
+            work()
+        macs[name] = counter.get_total_flops() / 2e9
+    return {"params_M": count_parameters(model) / 1e6, "decode_GMACs": macs["decode"], "encode_GMACs": macs["encode"],
+            "image_size": size}
+
+
 def format_table(rows: list[dict]) -> str:
     base = rows[0]["GMACs"]
     lines = ["| model | params (M) | GMACs / image | first row's MACs / this |", "|---|---:|---:|---:|"]

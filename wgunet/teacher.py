@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import UNet2DModel
 
-from .loading import CheckpointError, load_model
+from .loading import Checkpoint, CheckpointError, load_model
 
 # The published teachers' unet/config.json, so that their architecture can be built without a download.
 _DDPM_COMMON: dict[str, Any] = dict(
@@ -40,12 +40,15 @@ def teacher_architecture(name: str, **overrides: Any) -> UNet2DModel:
     return UNet2DModel(**{**TEACHER_ARCHITECTURES[name], **overrides})
 
 
-def load_teacher(name_or_path: str, dtype: torch.dtype = torch.float32) -> tuple[UNet2DModel, DDPMScheduler]:
-    """A frozen UNet2DModel in eval mode, and the DDPM noise schedule it was trained with (see ``load_model``)."""
-    unet, scheduler = load_model(name_or_path, dtype)
-    if not isinstance(unet, UNet2DModel):
-        raise CheckpointError(f"the teacher must be a diffusers UNet2DModel; {name_or_path!r} holds a {type(unet).__name__}")
-    return unet.requires_grad_(False), scheduler
+def load_teacher(name_or_path: str, dtype: torch.dtype = torch.float32) -> Checkpoint:
+    """A frozen UNet2DModel in eval mode, the DDPM noise schedule it was trained with and, for a latent teacher,
+    its autoencoder (see ``load_model``)."""
+    teacher = load_model(name_or_path, dtype)
+    if not isinstance(teacher.model, UNet2DModel):
+        raise CheckpointError(f"the teacher must be a diffusers UNet2DModel; {name_or_path!r} holds a "
+                              f"{type(teacher.model).__name__}")
+    teacher.model.requires_grad_(False)
+    return teacher
 
 
 class FeatureTaps:
@@ -105,7 +108,7 @@ def export_teacher(source: str, destination: str, dtype: torch.dtype = torch.flo
     """
     from diffusers import DDPMPipeline
 
-    unet, scheduler = load_model(source)
+    unet, scheduler, _ = load_model(source)
     DDPMPipeline(unet=unet.to(dtype), scheduler=scheduler).save_pretrained(destination, safe_serialization=True)
 
 

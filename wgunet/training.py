@@ -12,7 +12,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ from .data import build_dataset, loader_workers
 from .features import teacher_features
 from .files import atomic_folder, folder_lock, write_text
 from .hub import push_export
+from .latents import Autoencoder, complete_export, write_reference
 from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
 from .model import WGUNet
@@ -87,25 +88,46 @@ def teacher_dtype(config: TrainConfig) -> torch.dtype:
     return DTYPES[config.teacher_dtype]
 
 
-def build_models(config: TrainConfig) -> tuple[nn.Module, DDPMScheduler, UNet2DModel | None, FeatureTaps | None]:
-    """(trainable module, noise schedule, frozen teacher or None, teacher taps or None) for ``config.mode``."""
+class Models(NamedTuple):
+    trainable: nn.Module  # the Distiller (student + aligners), or the UNet2DModel a teacher run trains
+    scheduler: DDPMScheduler
+    teacher: UNet2DModel | None  # None without a teacher or when no term needs it (DDPM-only distillation)
+    taps: FeatureTaps | None
+    autoencoder: Autoencoder | None  # a latent teacher's: the student learns in its latent space
+
+
+def build_models(config: TrainConfig) -> Models:
+    """The models ``config.mode`` trains with."""
     if config.mode == "teacher":
         unet = UNet2DModel(**config.unet)
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
-        return unet, DDPMScheduler(**config.scheduler), None, None
-    teacher, scheduler = load_teacher(config.teacher, teacher_dtype(config))
-    if teacher.config.sample_size != config.data.sample_size:
-        raise TrainingError(f"data.sample_size is {config.data.sample_size} but the teacher {config.teacher!r} works at "
-                            f"{teacher.config.sample_size}px: set data.sample_size={teacher.config.sample_size}")
-    # The student adopts the teacher's schedule and prediction_type: both then predict the same thing.
-    student = WGUNet(**{"sample_size": teacher.config.sample_size, **config.student})
+        return Models(unet, DDPMScheduler(**config.scheduler), None, None, None)
+    teacher, scheduler, autoencoder = load_teacher(config.teacher, teacher_dtype(config))
+    check_sizes(config, teacher, autoencoder)
+    # The student adopts the teacher's schedule and prediction_type, and its latent space if it has one: both then
+    # predict the same thing.
+    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
+    student = WGUNet(**{**shape, **config.student})
     if config.gradient_checkpointing:
         student.enable_gradient_checkpointing()
     if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
-        return Distiller(student, {}, {}), scheduler, None, None
+        return Models(Distiller(student, {}, {}), scheduler, None, None, autoencoder)
     distiller, taps = attach_teacher(student, teacher, config.loss.features)
-    return distiller, scheduler, teacher, taps
+    return Models(distiller, scheduler, teacher, taps, autoencoder)
+
+
+def check_sizes(config: TrainConfig, teacher: UNet2DModel, autoencoder: Autoencoder | None) -> None:
+    """data.sample_size is the pixel size; a latent teacher's UNet works at that over the autoencoder's factor."""
+    factor = autoencoder.factor if autoencoder else 1
+    if teacher.config.sample_size * factor != config.data.sample_size:
+        latent = f" ({teacher.config.sample_size}px latents, x{factor} by its autoencoder)" if autoencoder else ""
+        raise TrainingError(f"data.sample_size is {config.data.sample_size} but the teacher {config.teacher!r} works at "
+                            f"{teacher.config.sample_size * factor}px{latent}: set "
+                            f"data.sample_size={teacher.config.sample_size * factor}")
+    if autoencoder and "sample_size" in config.student:
+        raise TrainingError(f"the teacher {config.teacher!r} is a latent model: leave student.sample_size out (the "
+                            f"student works at the teacher's latent size, {teacher.config.sample_size})")
 
 
 def attach_teacher(student: WGUNet, teacher: UNet2DModel, stages: tuple[str, ...]) -> tuple[Distiller, FeatureTaps]:
@@ -124,11 +146,16 @@ def attach_teacher(student: WGUNet, teacher: UNet2DModel, stages: tuple[str, ...
     return Distiller(student, pairs, channels), taps
 
 
-def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, config: TrainConfig) -> dict[str, torch.Tensor]:
-    """One batch's loss and its terms: L = l_ddpm * L_DDPM + l_s * L_spatial + l_f * L_freq (seed 000)."""
+def loss_terms(model, scheduler, teacher, taps, images, generator: torch.Generator, config: TrainConfig,
+               autoencoder: Autoencoder | None = None) -> dict[str, torch.Tensor]:
+    """One batch's loss and its terms: L = l_ddpm * L_DDPM + l_s * L_spatial + l_f * L_freq (seed 000).
+
+    With a latent teacher's ``autoencoder`` the diffusion's x0 is the (frozen) encoding of the images.
+    """
     cpu = dict(generator=generator, device="cpu")
-    flip = torch.rand(x0.shape[0], **cpu) < (0.5 if config.data.hflip else 0.0)
-    x0 = torch.where(flip.to(x0.device)[:, None, None, None], x0.flip(-1), x0)
+    flip = torch.rand(images.shape[0], **cpu) < (0.5 if config.data.hflip else 0.0)
+    images = torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+    x0 = autoencoder.encode(images) if autoencoder is not None else images
     noise = torch.randn(x0.shape, **cpu).to(x0.device)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), **cpu).to(x0.device)
     noisy = scheduler.add_noise(x0, noise, t)
@@ -144,7 +171,8 @@ def loss_terms(model, scheduler, teacher, taps, x0, generator: torch.Generator, 
             teacher_features = taps.pop()
         pairs = [(aligned[k], teacher_features[k]) for k in aligned] + [(prediction, teacher_prediction)]
         terms["spatial"] = spatial_loss(pairs)
-        terms["freq"] = frequency_loss(pairs, x0, config.loss.alpha, config.loss.eps)
+        clean = x0 if config.loss.freq_reference == "latent" else images  # see LossConfig.freq_reference
+        terms["freq"] = frequency_loss(pairs, clean, config.loss.alpha, config.loss.eps)
     lambdas = {"ddpm": config.loss.lambda_ddpm, "spatial": config.loss.lambda_spatial, "freq": config.loss.lambda_freq}
     terms["loss"] = sum(lambdas[k] * terms[k] for k in terms)
     return terms
@@ -161,11 +189,15 @@ def ema_weights(ema: EMAModel, model: nn.Module):
         ema.restore(model.parameters())
 
 
-def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path, card: str) -> None:
-    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/) with its model card."""
+def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path, card: str,
+                    autoencoder: Autoencoder | None) -> None:
+    """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/) with its model card; a
+    latent student's folder names its autoencoder (wgunet.latents), which the final export copies in."""
     with ema_weights(ema, model):
         DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
     write_text(folder / "README.md", card)
+    if autoencoder is not None:
+        write_reference(autoencoder, folder)
 
 
 def evaluate(accelerator: Accelerator, monitor: TrainingMonitor, run: Run, model: nn.Module, ema: EMAModel,
@@ -184,7 +216,7 @@ def evaluate(accelerator: Accelerator, monitor: TrainingMonitor, run: Run, model
 
 def save_checkpoint(accelerator: Accelerator, run: Run, step: int, model: nn.Module, optimizer, lr_schedule,
                     ema: EMAModel, generator: torch.Generator, exported: nn.Module, scheduler: DDPMScheduler,
-                    keep: int, card: str) -> None:
+                    keep: int, card: str, autoencoder: Autoencoder | None) -> None:
     """``checkpoints/step-N/``: weights, optimizer, schedule, EMA and per-process generators (safetensors + JSON,
     never pickle), and ``model/``, the EMA student as a pipeline folder. The folder gets its name only when every
     process has written its part (runs.Run), so a folder named step-N is always complete."""
@@ -198,7 +230,7 @@ def save_checkpoint(accelerator: Accelerator, run: Run, step: int, model: nn.Mod
         save_file(accelerator.unwrap_model(model).state_dict(), str(staging / "model.safetensors"))
         save_tree(staging, "optimizer", optimizer.state_dict())
         save_tree(staging, "training", {"step": step, "lr_schedule": lr_schedule.state_dict(), "ema": ema.state_dict()})
-        export_pipeline(exported, ema, scheduler, staging / "model", card)
+        export_pipeline(exported, ema, scheduler, staging / "model", card, autoencoder)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         run.publish_checkpoint(step, keep)
@@ -255,11 +287,12 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         project_dir=str(output_dir),
     )
     set_seed(config.seed)  # identical initial weights on every process
-    model, scheduler, teacher, taps = build_models(config)
-    monitor = (TrainingMonitor(config.eval, config.data.sample_size, output_dir, teacher_features(config.teacher))
-               if config.eval_every else None)
-    if teacher is not None:
-        teacher.to(accelerator.device)
+    model, scheduler, teacher, taps, autoencoder = build_models(config)
+    monitor = (TrainingMonitor(config.eval, config.data.sample_size, output_dir, teacher_features(config.teacher),
+                               autoencoder) if config.eval_every else None)
+    for frozen in (teacher, autoencoder):
+        if frozen is not None:
+            frozen.to(accelerator.device)
     data = build_dataset(config.data, config.seed, dataset)
     if len(data) < config.batch_size * accelerator.num_processes:
         raise TrainingError(f"{len(data)} images cannot fill one batch of {config.batch_size} per process: "
@@ -303,7 +336,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         loader.set_epoch(epoch)
         for x0 in accelerator.skip_first_batches(loader, skip) if skip else loader:
             with accelerator.accumulate(model):
-                terms = loss_terms(model, scheduler, teacher, taps, x0, generator, config)
+                terms = loss_terms(model, scheduler, teacher, taps, x0, generator, config, autoencoder)
                 values = accelerator.reduce(torch.stack(list(terms.values())).detach().float(), "mean")
                 if not torch.isfinite(values).all():
                     raise run.non_finite(step + 1, _format(terms.keys(), values), "lower lr or use mixed_precision=no")
@@ -327,7 +360,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
                 accelerator.log(metrics, step=step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 save_checkpoint(accelerator, run, step, model, optimizer, lr_schedule, ema, generator, exported,
-                                scheduler, config.keep_checkpoints, model_card(config, step, size, evaluation))
+                                scheduler, config.keep_checkpoints, model_card(config, step, size, evaluation), autoencoder)
             if monitor and (step % config.eval_every == 0 or step == config.max_steps):
                 bar.set_postfix_str(f"evaluating step {step}")
                 evaluation = evaluate(accelerator, monitor, run, exported, ema, scheduler, step,
@@ -340,6 +373,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         run.close_log()
         with atomic_folder(final) as temporary:
             shutil.copytree(list_checkpoints(output_dir)[-1] / "model", temporary, dirs_exist_ok=True)
+            if autoencoder is not None:
+                complete_export(temporary, autoencoder)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if config.push_to_hub and accelerator.is_main_process:  # after the export is safe on disk

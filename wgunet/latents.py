@@ -1,0 +1,169 @@
+"""Latent teachers: the frozen autoencoder of a latent-diffusion pipeline, and the pipeline that samples in its
+latent space and decodes to RGB.
+
+A latent teacher is a pipeline folder (or Hub id) with ``unet/``, ``scheduler/`` and an autoencoder:
+``vqvae/`` (``VQModel``, diffusers' ``LDMPipeline`` layout, e.g. CompVis/ldm-celebahq-256) or ``vae/``
+(``AutoencoderKL``). A student distilled from one is exported with a copy of the same autoencoder; the run's
+checkpoints only name it (``autoencoder.json``), so it is copied once, into the final export.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, VQModel
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+
+from .cli import UserError
+
+AUTOENCODERS = {"VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
+COMPONENTS = ("vqvae", "vae")  # LDMPipeline's name for its VQModel; the name latent pipelines give an AutoencoderKL
+REFERENCE = "autoencoder.json"  # a checkpoint's pointer to the autoencoder it decodes with
+
+
+class AutoencoderError(UserError, ValueError):
+    """A latent pipeline whose autoencoder cannot be used; the message names it and the fix."""
+
+
+class Autoencoder(nn.Module):
+    """A frozen VQModel or AutoencoderKL with the latent scaling its pipeline uses.
+
+    ``encode`` maps RGB in [-1, 1] to the latents the UNet denoises, ``decode`` maps them back.
+    """
+
+    def __init__(self, model: VQModel | AutoencoderKL, scale: float, source: str, component: str):
+        super().__init__()
+        self.model, self.scale, self.source, self.component = model.requires_grad_(False).eval(), scale, source, component
+
+    @property
+    def device(self) -> torch.device:  # as a diffusers model has it (DiffusionPipeline.to reads them)
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def factor(self) -> int:
+        """Pixels per latent along each side (each encoder block but the last halves the size)."""
+        return 2 ** (len(self.model.config.block_out_channels) - 1)
+
+    @property
+    def channels(self) -> int:
+        return self.model.config.latent_channels
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device, self.dtype)
+        if isinstance(self.model, VQModel):
+            latents = self.model.encode(x).latents  # before quantisation: decode() quantises, as LDMPipeline decodes
+        else:
+            # OPEN (posterior sample or mean): the mean, so that a batch's latents, and a resumed run, are exact;
+            # the KL posterior's spread is small against the scaled latents' unit variance.
+            latents = self.model.encode(x).latent_dist.mode()
+        return latents.float() * self.scale
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(latents.to(self.device, self.dtype) / self.scale).sample.float()
+
+    def copy_to(self, folder: Path) -> None:
+        """The autoencoder's folder, copied as it is (weights never re-saved), into pipeline folder ``folder``."""
+        source = Path(self.source) / self.component
+        shutil.copytree(source, folder / self.component, dirs_exist_ok=True)
+        config = json.loads((source / "config.json").read_text())
+        if "scaling_factor" not in config:  # explicit, so diffusers' LDMPipeline decodes as this project does
+            (folder / self.component / "config.json").write_text(json.dumps({**config, "scaling_factor": self.scale},
+                                                                            indent=2))
+
+
+def autoencoder_component(folder: Path) -> tuple[Path, str, str] | None:
+    """(folder holding it, component, class name) of a pipeline folder's autoencoder, or None for a pixel model.
+
+    Read from ``model_index.json`` when the folder has one, else from ``vqvae/`` or ``vae/``, else from a
+    checkpoint's ``autoencoder.json``.
+    """
+    index = folder / "model_index.json"
+    if index.is_file():
+        components = json.loads(index.read_text())
+        listed = [(name, components[name][1]) for name in COMPONENTS if isinstance(components.get(name), list)]
+        if listed:
+            return folder, *listed[0]
+    for name in COMPONENTS:
+        if (folder / name / "config.json").is_file():
+            return folder, name, json.loads((folder / name / "config.json").read_text()).get("_class_name")
+    if (folder / REFERENCE).is_file():
+        reference = json.loads((folder / REFERENCE).read_text())
+        return autoencoder_component(Path(reference["source"]))
+    return None
+
+
+def load_autoencoder(folder: Path, dtype: torch.dtype = torch.float32) -> Autoencoder | None:
+    """The autoencoder of pipeline folder ``folder`` (see ``autoencoder_component``), or None for a pixel model."""
+    found = autoencoder_component(folder)
+    if found is None:
+        return None
+    source, component, class_name = found
+    if class_name not in AUTOENCODERS:
+        raise AutoencoderError(f"{str(source)!r} has a UNet and a {component}/ holding a {class_name!r}; supported "
+                               f"autoencoders: {', '.join(AUTOENCODERS)} (as vqvae/ or vae/)")
+    try:
+        model = AUTOENCODERS[class_name].from_pretrained(source / component, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise AutoencoderError(f"could not load the {class_name} in {str(source / component)!r}: {error}") from None
+    written = json.loads((source / component / "config.json").read_text())
+    # VQ: CompVis's VQ latent models use the latents unscaled, and their configs say nothing; diffusers' VQModel then
+    # reports 0.18215 (its AutoencoderKL's default), which breaks LDMPipeline on CompVis/ldm-celebahq-256
+    # (huggingface/diffusers#6725). An AutoencoderKL's scaling_factor is the one pipelines use.
+    scale = written.get("scaling_factor", 1.0) if class_name == "VQModel" else model.config.scaling_factor
+    return Autoencoder(model, float(scale), str(source), component)
+
+
+def write_reference(autoencoder: Autoencoder, folder: Path) -> None:
+    """A checkpoint's pointer to its autoencoder (the teacher's folder), instead of a copy per checkpoint."""
+    (folder / REFERENCE).write_text(json.dumps({"source": str(Path(autoencoder.source).resolve()),
+                                                "component": autoencoder.component}, indent=2))
+
+
+def complete_export(folder: Path, autoencoder: Autoencoder) -> None:
+    """Make a checkpoint's model folder a whole latent pipeline: the autoencoder copied in, ``model_index.json``
+    in diffusers' LDMPipeline layout when the autoencoder is a VQModel (diffusers' own LDMPipeline loads it)."""
+    autoencoder.copy_to(folder)
+    (folder / REFERENCE).unlink(missing_ok=True)
+    index = json.loads((folder / "model_index.json").read_text())
+    index[autoencoder.component] = ["diffusers", type(autoencoder.model).__name__]
+    # no diffusers pipeline takes an AutoencoderKL with an unconditional UNet: the name then says whose it is
+    index["_class_name"] = "LDMPipeline" if autoencoder.component == "vqvae" else "WGUNetLatentPipeline"
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+
+
+class LatentPipeline(DiffusionPipeline):
+    """Denoise latents with any diffusers scheduler, then decode them to RGB, as diffusers' LDMPipeline does, with
+    per-image generators and the scheduler options (eta, use_clipped_model_output) the pixel pipelines take."""
+
+    def __init__(self, unet: nn.Module, autoencoder: Autoencoder, scheduler: DDIMScheduler):
+        super().__init__()
+        self.register_modules(unet=unet, autoencoder=autoencoder, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(self, batch_size: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
+                 num_inference_steps: int = 50, output_type: str = "np", **step_options) -> ImagePipelineOutput:
+        if output_type != "np":
+            raise ValueError("LatentPipeline returns numpy images (output_type='np')")
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(num_inference_steps)
+        accepted = inspect.signature(self.scheduler.step).parameters
+        options = {k: v for k, v in {**step_options, "generator": generator}.items() if k in accepted}
+        for t in self.progress_bar(self.scheduler.timesteps):
+            prediction = self.unet(self.scheduler.scale_model_input(latents, t), t).sample
+            latents = self.scheduler.step(prediction, t, latents, **options).prev_sample
+        images = (self.autoencoder.decode(latents) / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
+        return ImagePipelineOutput(images=images)
