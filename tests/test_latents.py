@@ -153,6 +153,9 @@ def test_latent_distillation_learns_resumes_exports_and_samples(ldms, kind, tmp_
     record = run_sampling(str(exported), 3, tmp_path / "samples", steps=2)
     assert record["sample_size"] == 16
     assert np.load(tmp_path / "samples" / "samples.npz")["images"].shape == (3, 16, 16, 3)
+    card = (exported / "README.md").read_text()
+    assert "latent space of the teacher's autoencoder" in card
+    assert ("LDMPipeline.from_pretrained" in card) == (kind == "vq")  # the card's snippet runs for VQ exports
     if kind == "vq":  # diffusers' own LDMPipeline loads and runs the export
         pipeline = LDMPipeline.from_pretrained(exported)
         assert pipeline(batch_size=1, num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 3)
@@ -192,3 +195,21 @@ def test_a_report_on_latent_models_decodes_and_says_so(ldms, tmp_path):
     assert metrics["model_sizes"]["autoencoder"]["decode_GMACs"] > 0
     page = (out / "report.html").read_text()
     assert "x_t is made from the encoded reference in the latent space" in page and "autoencoder (latent models" in page
+
+
+def test_the_ldm_celebahq_config_builds_its_models_without_weights():
+    """configs/ldm-celebahq256.yaml against the published architecture (no download): a ~10x MAC reduction."""
+    from wgunet import WGUNet
+    from wgunet.latents import Autoencoder
+    from wgunet.stats import count_parameters, macs_per_image
+    from wgunet.teacher import autoencoder_architecture, teacher_architecture
+
+    config = load_config("configs/ldm-celebahq256.yaml")
+    teacher = teacher_architecture(config.teacher)
+    coder = Autoencoder(autoencoder_architecture(config.teacher), 1.0, config.teacher, "vqvae")
+    assert count_parameters(teacher) == 274_056_163  # the LDM paper's 274 M for CelebA-HQ LDM-4
+    assert teacher.config.sample_size * coder.factor == config.data.sample_size == 256
+    assert coder.channels == teacher.config.in_channels == 3
+    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
+    student = WGUNet(**{**shape, **config.student})  # as training builds it
+    assert 9 <= macs_per_image(teacher) / macs_per_image(student) <= 11

@@ -16,16 +16,41 @@ def hub_id(name: str) -> str | None:
     return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~")) else None
 
 
-def model_card(config: TrainConfig, step: int, parameters: int, evaluation: TrainingEvaluation | None = None) -> str:
+USE_PIXELS = """```python
+import torch
+import wgunet  # registers the WGUNet class with diffusers
+from diffusers import DDPMPipeline
+
+pipeline = DDPMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # the full ancestral chain
+images = pipeline(batch_size=4, generator=torch.manual_seed(0)).images
+```"""
+USE_LATENT = {
+    "vqvae": """```python
+import torch
+import wgunet  # registers the WGUNet class with diffusers
+from diffusers import LDMPipeline
+
+pipeline = LDMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # denoises latents, decodes with vqvae/
+images = pipeline(batch_size=4, num_inference_steps=50, generator=torch.manual_seed(0)).images
+```""",
+    "vae": "A latent model (the UNet denoises the latents of `vae/`, which decodes them): no unconditional diffusers "
+           "pipeline takes an AutoencoderKL, so sample it with wgunet, as below.",
+}
+
+
+def model_card(config: TrainConfig, step: int, parameters: int, evaluation: TrainingEvaluation | None = None,
+               autoencoder: str | None = None) -> str:
     """Front matter (library, tags, the teacher as base model, license) and what the model is, how it was trained
-    (the whole config), its latest evaluation during training (``eval_every``) and how to load and sample it."""
+    (the whole config), its latest evaluation during training (``eval_every``) and how to load and sample it.
+    ``autoencoder``: a latent student's autoencoder component ("vqvae" or "vae", wgunet.latents)."""
     distilled = config.mode == "distill"
     data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation", license="other",
                          base_model=hub_id(config.teacher) if distilled else None,
                          tags=["wgunet", "diffusion", "ddpm"] + (["distillation", "wavelet-gated-unet"] if distilled else []))
     what = (f"A Wavelet-Gated UNet (WG-UNet) student, {parameters / 1e6:.2f} M parameters, distilled from the teacher "
             f"`{config.teacher}` with L = {config.loss.lambda_ddpm} L_DDPM + {config.loss.lambda_spatial} L_spatial + "
-            f"{config.loss.lambda_freq} L_freq" if distilled else
+            f"{config.loss.lambda_freq} L_freq" + (f", in the latent space of the teacher's autoencoder (`{autoencoder}/`)"
+                                                   if autoencoder else "") if distilled else
             f"A diffusers UNet2DModel, {parameters / 1e6:.2f} M parameters, trained with the DDPM loss")
     body = f"""# wgunet export: {Path(config.output_dir).name}, step {step}
 
@@ -35,14 +60,7 @@ the weights derive from the training data{" and the teacher" if distilled else "
 
 ## Use
 
-```python
-import torch
-import wgunet  # registers the WGUNet class with diffusers
-from diffusers import DDPMPipeline
-
-pipeline = DDPMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # the full ancestral chain
-images = pipeline(batch_size=4, generator=torch.manual_seed(0)).images
-```
+{USE_LATENT[autoencoder] if autoencoder else USE_PIXELS}
 
 Faster, with the samplers set up as this model was trained (x0 clipping kept for DDIM and DPM-Solver++):
 `python sample.py THIS_FOLDER --scheduler ddim --num 64 --out samples/`.

@@ -3,7 +3,8 @@
     python -m wgunet.stats [--config configs/default.yaml]
 
 MACs are counted by ``torch.utils.flop_counter`` (convolutions, matmuls, attention), halved from FLOPs;
-element-wise work (norms, activations, the Haar butterflies) is not counted, for either model.
+element-wise work (norms, activations, the Haar butterflies) is not counted, for either model. A latent teacher's
+autoencoder is counted apart: it runs once per image (decode) or per training image (encode), not per step.
 """
 
 from __future__ import annotations
@@ -63,21 +64,41 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .config import load_config
-    from .model import WGUNet
-    from .teacher import teacher_architecture
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/default.yaml", help="training config whose student is measured")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
     from diffusers import UNet2DModel
 
-    models = {"google/ddpm-cifar10-32 architecture (UNet2DModel)": teacher_architecture("google/ddpm-cifar10-32"),
-              "shipped teacher (configs/teacher.yaml)": UNet2DModel(**load_config("configs/teacher.yaml").unet),
-              f"WG-UNet student ({args.config})": WGUNet(**config.student)}
+    from .config import load_config
+    from .latents import Autoencoder
+    from .model import WGUNet
+    from .teacher import AUTOENCODER_ARCHITECTURES, TEACHER_ARCHITECTURES, autoencoder_architecture, teacher_architecture
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/default.yaml", help="training config whose student is measured "
+                        "against its teacher's architecture (the shipped teacher's when it has no stored one)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if config.teacher in TEACHER_ARCHITECTURES:
+        teachers = {f"{config.teacher} architecture (UNet2DModel)": teacher_architecture(config.teacher)}
+    else:
+        teachers = {"google/ddpm-cifar10-32 architecture (UNet2DModel)": teacher_architecture("google/ddpm-cifar10-32"),
+                    "shipped teacher (configs/teacher.yaml)": UNet2DModel(**load_config("configs/teacher.yaml").unet)}
+    teacher = next(iter(teachers.values())).config
+    shape = {k: teacher[k] for k in ("sample_size", "in_channels", "out_channels")}  # as training builds it
+    models = {**teachers, f"WG-UNet student ({args.config})": WGUNet(**{**shape, **config.student})}
     rows = [{"model": name, **describe(model)} for name, model in models.items()]
     print(format_table(rows))
+    if config.teacher in AUTOENCODER_ARCHITECTURES:
+        coder = autoencoder_architecture(config.teacher)
+        latent_factor = config.data.sample_size // teacher["sample_size"]
+        counted = describe_autoencoder(Autoencoder(coder, 1.0, config.teacher, "vqvae"))
+        print(f"\nautoencoder ({type(coder).__name__}, shared by teacher and student; counted apart): "
+              f"{counted['params_M']:.2f} M parameters; decode {counted['decode_GMACs']:.2f} GMACs per "
+              f"{counted['image_size']}px image (once per sample), encode {counted['encode_GMACs']:.2f} (once per "
+              f"training image); latents {teacher['sample_size']}px, x{latent_factor}")
+        unets = [row["GMACs"] for row in rows]  # first row: the teacher, last: the student
+        for steps in (10, 50):  # a sample's whole cost: every step, then one decode
+            whole = [steps * macs + counted["decode_GMACs"] for macs in (unets[0], unets[-1])]
+            print(f"a sample with {steps} steps: teacher {whole[0]:.0f} GMACs, student {whole[1]:.0f} GMACs "
+                  f"({whole[0] / whole[1]:.1f}x fewer with the decoder, {unets[0] / unets[-1]:.1f}x without)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import UNet2DModel
+from diffusers import UNet2DModel, VQModel
 
 from .loading import Checkpoint, CheckpointError, load_model
 
@@ -31,6 +31,30 @@ TEACHER_ARCHITECTURES: dict[str, dict[str, Any]] = {
         up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
     ),
 }
+
+
+# Latent teachers: the UNet's and the autoencoder's configs, after the LDM's celebahq-ldm-vq-4.yaml (UNet on 64x64x3
+# latents: model_channels 224, channel_mult 1-2-3-4, attention at 32, 16 and 8 px, 32 channels per head) and its
+# first stage vq-f4 (ch 128, ch_mult 1-2-4, 3 latent channels, 8192 codes), as diffusers converted them.
+TEACHER_ARCHITECTURES["CompVis/ldm-celebahq-256"] = dict(
+    sample_size=64, in_channels=3, out_channels=3, layers_per_block=2, block_out_channels=(224, 448, 672, 896),
+    down_block_types=("DownBlock2D",) + ("AttnDownBlock2D",) * 3, up_block_types=("AttnUpBlock2D",) * 3 + ("UpBlock2D",),
+    attention_head_dim=32, downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, norm_eps=1e-5, norm_num_groups=32,
+)
+AUTOENCODER_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "CompVis/ldm-celebahq-256": dict(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(128, 256, 512), layers_per_block=2,
+        latent_channels=3, num_vq_embeddings=8192, vq_embed_dim=3, norm_num_groups=32, sample_size=256,
+    ),
+}
+
+
+def autoencoder_architecture(name: str) -> VQModel:
+    """A randomly initialised autoencoder with a published latent teacher's architecture (no download)."""
+    if name not in AUTOENCODER_ARCHITECTURES:
+        raise ValueError(f"no stored autoencoder for {name!r}; known: {sorted(AUTOENCODER_ARCHITECTURES)}")
+    return VQModel(**AUTOENCODER_ARCHITECTURES[name])
 
 
 def teacher_architecture(name: str, **overrides: Any) -> UNet2DModel:

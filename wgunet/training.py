@@ -329,6 +329,10 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         run.write_config(to_dict(config))
         accelerator.init_trackers("wgunet", config=hyperparameters(config))
     bar = tqdm(total=config.max_steps, initial=step, desc=config.mode, disable=not accelerator.is_main_process)
+
+    def card(scores: TrainingEvaluation | None) -> str:  # the export's model card at this step
+        return model_card(config, step, size, scores, autoencoder.component if autoencoder else None)
+
     accumulation = config.gradient_accumulation_steps
     epoch, skip = divmod(step * accumulation, len(loader))  # where the data order stood at the checkpoint
     running, evaluation = 0, None
@@ -360,11 +364,10 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
                 accelerator.log(metrics, step=step)
             if step % config.checkpoint_every == 0 or step == config.max_steps:
                 save_checkpoint(accelerator, run, step, model, optimizer, lr_schedule, ema, generator, exported,
-                                scheduler, config.keep_checkpoints, model_card(config, step, size, evaluation), autoencoder)
+                                scheduler, config.keep_checkpoints, card(evaluation), autoencoder)
             if monitor and (step % config.eval_every == 0 or step == config.max_steps):
                 bar.set_postfix_str(f"evaluating step {step}")
-                evaluation = evaluate(accelerator, monitor, run, exported, ema, scheduler, step,
-                                      lambda scores: model_card(config, step, size, scores))
+                evaluation = evaluate(accelerator, monitor, run, exported, ema, scheduler, step, card)
             if step >= config.max_steps:
                 break
         epoch, skip = epoch + 1, 0
