@@ -121,6 +121,8 @@ def test_bad_latent_layouts_get_one_clear_error(ldms, tmp_path):
     (mixed / "model_index.json").write_text(json.dumps({**index, "vae": ["diffusers", "VQModel"]}))
     with pytest.raises(CheckpointError, match="takes 4 channels and its autoencoder makes 3-channel latents"):
         load_model(mixed)
+    with pytest.raises(CheckpointError, match="takes 4-channel input, not RGB, and its folder has no autoencoder"):
+        load_model(ldms["kl"] / "unet")  # the UNet alone
 
 
 def test_latent_sizes_are_checked_against_the_pixel_size(ldms, tmp_path):

@@ -90,6 +90,10 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
     scheduler = DDPMScheduler.from_config(schedule) if schedule else DDPMScheduler()
     prediction_type(scheduler)  # an unknown prediction_type is named here, before any use
     autoencoder = load_autoencoder(folder.parent if folder.name == "unet" else folder, dtype)
+    if autoencoder is None and model.config.in_channels != 3:
+        raise CheckpointError(f"the UNet in {str(folder)!r} takes {model.config.in_channels}-channel input, not RGB, "
+                              "and its folder has no autoencoder (vqvae/ or vae/) to make those latents: pass the "
+                              "whole latent pipeline folder")
     if autoencoder is not None and model.config.in_channels != autoencoder.channels:
         raise CheckpointError(f"the UNet in {str(folder)!r} takes {model.config.in_channels} channels and its "
                               f"autoencoder makes {autoencoder.channels}-channel latents: they are not one model")
