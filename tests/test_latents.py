@@ -122,7 +122,7 @@ def test_bad_latent_layouts_get_one_clear_error(ldms, tmp_path):
     with pytest.raises(CheckpointError, match="takes 4 channels and its autoencoder makes 3-channel latents"):
         load_model(mixed)
     with pytest.raises(CheckpointError, match="takes 4-channel input, not RGB, and its folder has no autoencoder"):
-        load_model(ldms["kl"] / "unet")  # the UNet alone
+        load_model(shutil.copytree(ldms["kl"] / "unet", tmp_path / "unet_alone"))
 
 
 def test_latent_sizes_are_checked_against_the_pixel_size(ldms, tmp_path):
