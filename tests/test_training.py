@@ -101,6 +101,37 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, m
     DDPMPipeline.from_pretrained(latest_checkpoint(config.output_dir) / "model")  # still loads
 
 
+TINY_UNET2D = dict(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
+                   down_block_types=["DownBlock2D", "AttnDownBlock2D"], up_block_types=["AttnUpBlock2D", "UpBlock2D"])
+
+
+def test_a_unet2dmodel_student_is_tapped_distilled_and_loads_without_wgunet(tiny_run):
+    config = load_config(None, tiny_run + ["student_class=UNet2DModel", f"student={TINY_UNET2D}"])
+    model, _, teacher, _, _ = build_models(config)
+    assert type(model.student).__name__ == "UNet2DModel"
+    # its own blocks are tapped as the teacher's are: the deepest feature per stage and resolution (8px down, mid,
+    # 16px up) is aligned with the teacher's
+    assert model.pairs == {"down.1": "down.1", "mid": "mid", "up.1": "up.1"}
+    exported = train(config)
+    rows = metrics(Path(config.output_dir))
+    assert all(r["spatial"] > 0 and r["freq"] > 0 for r in rows)
+    assert "wavelet-gated-unet" not in (exported / "README.md").read_text()
+    # a diffusers pipeline folder that diffusers loads and runs without this package
+    script = ("import sys; from diffusers import DDPMPipeline; p = DDPMPipeline.from_pretrained(sys.argv[1]); "
+              "assert 'wgunet' not in sys.modules; "
+              "print(type(p.unet).__name__, p(batch_size=1, num_inference_steps=2, output_type='np').images.shape)")
+    result = subprocess.run([sys.executable, "-c", script, str(exported)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["UNet2DModel", "(1,", "16,", "16,", "3)"]
+
+
+def test_an_unknown_student_class_is_named():
+    from wgunet.config import ConfigError
+
+    with pytest.raises(ConfigError, match="student_class must be one of WGUNet, UNet2DModel, got 'ResNet'"):
+        load_config(None, ["student_class=ResNet"])
+
+
 def test_switched_off_terms_skip_the_teacher_and_its_aligners(tiny_run):
     model, _, teacher, taps, _ = build_models(load_config(None, tiny_run + ["loss.lambda_spatial=0", "loss.lambda_freq=0"]))
     assert teacher is None and taps is None and len(model.aligners) == 0

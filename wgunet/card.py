@@ -18,8 +18,7 @@ def hub_id(name: str) -> str | None:
 
 USE_PIXELS = """```python
 import torch
-import wgunet  # registers the WGUNet class with diffusers
-from diffusers import DDPMPipeline
+{registers}from diffusers import DDPMPipeline
 
 pipeline = DDPMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # the full ancestral chain
 images = pipeline(batch_size=4, generator=torch.manual_seed(0)).images
@@ -27,8 +26,7 @@ images = pipeline(batch_size=4, generator=torch.manual_seed(0)).images
 USE_LATENT = {
     "vqvae": """```python
 import torch
-import wgunet  # registers the WGUNet class with diffusers
-from diffusers import LDMPipeline
+{registers}from diffusers import LDMPipeline
 
 pipeline = LDMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # denoises latents, decodes with vqvae/
 images = pipeline(batch_size=4, num_inference_steps=50, generator=torch.manual_seed(0)).images
@@ -44,10 +42,14 @@ def model_card(config: TrainConfig, step: int, parameters: int, evaluation: Trai
     (the whole config), its latest evaluation during training (``eval_every``) and how to load and sample it.
     ``autoencoder``: a latent student's autoencoder component ("vqvae" or "vae", wgunet.latents)."""
     distilled = config.mode == "distill"
+    wavelet_gated = distilled and config.student_class == "WGUNet"
     data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation", license="other",
                          base_model=hub_id(config.teacher) if distilled else None,
-                         tags=["wgunet", "diffusion", "ddpm"] + (["distillation", "wavelet-gated-unet"] if distilled else []))
-    what = (f"A Wavelet-Gated UNet (WG-UNet) student, {parameters / 1e6:.2f} M parameters, distilled from the teacher "
+                         tags=["wgunet", "diffusion", "ddpm"] + (["distillation"] if distilled else [])
+                         + (["wavelet-gated-unet"] if wavelet_gated else []))
+    registers = "import wgunet  # registers the WGUNet class with diffusers\n" if wavelet_gated else ""
+    kind = "A Wavelet-Gated UNet (WG-UNet) student" if wavelet_gated else f"A diffusers {config.student_class} student"
+    what = (f"{kind}, {parameters / 1e6:.2f} M parameters, distilled from the teacher "
             f"`{config.teacher}` with L = {config.loss.lambda_ddpm} L_DDPM + {config.loss.lambda_spatial} L_spatial + "
             f"{config.loss.lambda_freq} L_freq" + (f", in the latent space of the teacher's autoencoder (`{autoencoder}/`)"
                                                    if autoencoder else "") if distilled else
@@ -60,7 +62,7 @@ the weights derive from the training data{" and the teacher" if distilled else "
 
 ## Use
 
-{USE_LATENT[autoencoder] if autoencoder else USE_PIXELS}
+{(USE_LATENT[autoencoder] if autoencoder else USE_PIXELS).format(registers=registers)}
 
 Faster, with the samplers set up as this model was trained (x0 clipping kept for DDIM and DPM-Solver++):
 `python sample.py THIS_FOLDER --scheduler ddim --num 64 --out samples/`.

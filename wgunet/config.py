@@ -87,7 +87,8 @@ class TrainConfig:
     mode: str = "distill"  # "distill": WG-UNet student from a teacher; "teacher": plain UNet2DModel, DDPM loss only
     teacher: str = "assets/teacher"  # Hub id or local folder (model or pipeline) of a diffusers UNet2DModel
     teacher_dtype: str = "auto"  # auto: bfloat16 / float16 under mixed_precision bf16 / fp16, else float32
-    student: dict[str, Any] = field(default_factory=dict)  # WGUNet arguments
+    student_class: str = "WGUNet"  # the student's architecture: "WGUNet" or diffusers' "UNet2DModel"
+    student: dict[str, Any] = field(default_factory=dict)  # the arguments of student_class
     unet: dict[str, Any] = field(default_factory=dict)  # UNet2DModel arguments, for mode "teacher"
     scheduler: dict[str, Any] = field(default_factory=dict)  # DDPMScheduler arguments, for mode "teacher"
     data: DataConfig = field(default_factory=DataConfig)
@@ -209,11 +210,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     config = _build(TrainConfig, values)
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from .model import WGUNet
+    from .model import STUDENT_CLASSES
 
     if config.mode not in ("distill", "teacher"):
         raise ConfigError(f"mode must be 'distill' or 'teacher', got {config.mode!r}")
-    _check_arguments("student", config.student, WGUNet.__init__)
+    if config.student_class not in STUDENT_CLASSES:
+        raise ConfigError(f"student_class must be one of {', '.join(STUDENT_CLASSES)}, got {config.student_class!r}")
+    _check_arguments("student", config.student, STUDENT_CLASSES[config.student_class].__init__)
     _check_arguments("unet", config.unet, UNet2DModel.__init__)
     _check_arguments("scheduler", config.scheduler, DDPMScheduler.__init__)
     unknown_stages = set(config.loss.features) - {"down", "mid", "up"}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers import UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -212,3 +213,7 @@ class WGUNet(ModelMixin, ConfigMixin):
         if not return_dict:
             return (out,) if features is None else (out, features)
         return WGUNetOutput(sample=out, features=features)
+
+
+# what a distillation run may train (config student_class); a UNet2DModel student loads without this package
+STUDENT_CLASSES: dict[str, type[ModelMixin]] = {"WGUNet": WGUNet, "UNet2DModel": UNet2DModel}

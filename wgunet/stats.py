@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .config import load_config
     from .latents import Autoencoder
-    from .model import WGUNet
+    from .model import STUDENT_CLASSES
     from .teacher import AUTOENCODER_ARCHITECTURES, TEACHER_ARCHITECTURES, autoencoder_architecture, teacher_architecture
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
                     "shipped teacher (configs/teacher.yaml)": UNet2DModel(**load_config("configs/teacher.yaml").unet)}
     teacher = next(iter(teachers.values())).config
     shape = {k: teacher[k] for k in ("sample_size", "in_channels", "out_channels")}  # as training builds it
-    models = {**teachers, f"WG-UNet student ({args.config})": WGUNet(**{**shape, **config.student})}
+    student = STUDENT_CLASSES[config.student_class](**{**shape, **config.student})
+    name = "WG-UNet" if config.student_class == "WGUNet" else config.student_class
+    models = {**teachers, f"{name} student ({args.config})": student}
     rows = [{"model": name, **describe(model)} for name, model in models.items()]
     print(format_table(rows))
     if config.teacher in AUTOENCODER_ARCHITECTURES:

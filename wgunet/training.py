@@ -38,7 +38,7 @@ from .hub import push_export
 from .latents import Autoencoder, complete_export, write_reference
 from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
-from .model import WGUNet
+from .model import STUDENT_CLASSES, WGUNet
 from .monitor import TrainingEvaluation, TrainingMonitor
 from .prediction import training_target
 from .runs import Run, list_checkpoints
@@ -58,19 +58,35 @@ class TrainingError(UserError, RuntimeError):
 class Distiller(nn.Module):
     """The student plus 1x1 conv aligners that map its features onto the teacher's (aligners are not exported)."""
 
-    def __init__(self, student: WGUNet, pairs: dict[str, str], channels: dict[str, tuple[int, int]]):
+    def __init__(self, student: nn.Module, pairs: dict[str, str], channels: dict[str, tuple[int, int]]):
         super().__init__()
         self.student = student
         self.pairs = pairs  # student feature key -> teacher feature key
         self.aligners = nn.ModuleDict(
             {_module_key(s): nn.Conv2d(channels[s][0], channels[s][1], kernel_size=1) for s in pairs}
         )
+        self.taps = student_taps(student) if pairs else None
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The student's prediction, and its aligned features keyed by the teacher feature they match."""
-        out = self.student(noisy, timesteps, return_features=bool(self.pairs))
-        aligned = {t: self.aligners[_module_key(s)](out.features[s]) for s, t in self.pairs.items()}
-        return out.sample, aligned
+        prediction, features = run_student(self.student, self.taps, noisy, timesteps, bool(self.pairs))
+        aligned = {t: self.aligners[_module_key(s)](features[s]) for s, t in self.pairs.items()}
+        return prediction, aligned
+
+
+def student_taps(student: nn.Module) -> FeatureTaps | None:
+    """A WG-UNet returns its stages' features itself; any other student (a UNet2DModel) is tapped as the teacher is,
+    so both sides' features are the same blocks' outputs, keyed "down.i", "mid", "up.i"."""
+    return None if isinstance(student, WGUNet) else FeatureTaps(student)
+
+
+def run_student(student: nn.Module, taps: FeatureTaps | None, noisy: torch.Tensor, timesteps: torch.Tensor | int,
+                features: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(prediction, the stage features when asked) of any student."""
+    if taps is None:
+        out = student(noisy, timesteps, return_features=features)
+        return out.sample, out.features or {}
+    return student(noisy, timesteps).sample, taps.pop()
 
 
 def _module_key(feature: str) -> str:
@@ -108,7 +124,7 @@ def build_models(config: TrainConfig) -> Models:
     # The student adopts the teacher's schedule and prediction_type, and its latent space if it has one: both then
     # predict the same thing.
     shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
-    student = WGUNet(**{**shape, **config.student})
+    student = STUDENT_CLASSES[config.student_class](**{**shape, **config.student})
     if config.gradient_checkpointing:
         student.enable_gradient_checkpointing()
     if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
@@ -130,15 +146,17 @@ def check_sizes(config: TrainConfig, teacher: UNet2DModel, autoencoder: Autoenco
                             f"student works at the teacher's latent size, {teacher.config.sample_size})")
 
 
-def attach_teacher(student: WGUNet, teacher: UNet2DModel, stages: tuple[str, ...]) -> tuple[Distiller, FeatureTaps]:
+def attach_teacher(student: nn.Module, teacher: UNet2DModel, stages: tuple[str, ...]) -> tuple[Distiller, FeatureTaps]:
     """Tap the teacher, pair the features by resolution and build the aligners (one dry pass reads the shapes)."""
-    taps = FeatureTaps(teacher)
+    taps, shapes = FeatureTaps(teacher), student_taps(student)
     with torch.no_grad():
         size = student.config.sample_size
         probe = torch.zeros(1, student.config.in_channels, size, size, device=student.device)
-        student_features = student(probe, 0, return_features=True).features
+        _, student_features = run_student(student, shapes, probe, 0, features=True)
         teacher(probe.to(teacher.device, teacher.dtype), 0)
         teacher_features = taps.pop()
+    if shapes is not None:
+        shapes.remove()
     pairs = dict(pair_by_resolution(student_features, teacher_features, stages))
     if not pairs:
         raise TrainingError("the student and the teacher share no feature resolution: check student.block_out_channels")
