@@ -85,6 +85,8 @@ data.ImageFolder._scan = lambda self, decode_all: scans.append(1) or real_scan(s
 folder = data.ImageFolder(sys.argv[1], 8)
 with open(os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.json"), "w") as handle:
     json.dump({"scans": len(scans), "names": folder.names}, handle)
+from wgunet.cli import leave_process_group
+leave_process_group()  # as the entry points do (wgunet.cli.run_cli)
 """
 
 

@@ -123,6 +123,8 @@ split = compute_features(images(9, 0, 256, 0), extractor, batch_size=2, state=st
 whole = compute_features(images(9, 0, 256, 0), MeanColour(), batch_size=2)
 row = {"process": state.process_index, "seen": extractor.images_seen, "same": torch.equal(split, whole)}
 (Path(sys.argv[1]) / f"{state.process_index}.json").write_text(json.dumps(row))
+from wgunet.cli import leave_process_group
+leave_process_group()  # as the entry points do
 """
 
 

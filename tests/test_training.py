@@ -176,6 +176,8 @@ config = load_config(None, sys.argv[2:])
 training.train(config)
 rank = os.environ['RANK']
 save_file({k: v.contiguous() for k, v in captured["model"].state_dict().items()}, f"{sys.argv[1]}/rank{rank}.safetensors")
+from wgunet.cli import leave_process_group
+leave_process_group()  # as the entry points do
 """
 
 

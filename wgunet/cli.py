@@ -30,4 +30,14 @@ def run_cli(command: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished checkpoints are kept; continue with --resume", file=sys.stderr)
         return 130
+    finally:
+        leave_process_group()
     return 0
+
+
+def leave_process_group() -> None:
+    """Under ``accelerate launch`` / ``torchrun``: tear the process group down before exit; a process that exits
+    with it alive can abort in its threads' destructors ("terminate called without an active exception")."""
+    distributed = sys.modules.get("torch.distributed")  # never imports torch: --help and bad arguments stay light
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
