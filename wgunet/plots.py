@@ -112,3 +112,28 @@ def plot_training(evaluations: list[dict]) -> bytes:
         axis.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+SWEPT_SCORES = (("high_frequency_ratio", "high-frequency ratio (1 = real; log scale)"),
+                ("log_spectral_distance_db", "log-spectral distance (dB, 0 = real)"))
+
+
+def plot_sweep(curves: dict[str, dict[str, dict[float, list[float]]]], xlabel: str) -> bytes:
+    """Scores against a swept setting (sampling steps, training budget), log x: per variant the mean over seeds as
+    a line and the seeds' range as a band. ``curves``: score key (SWEPT_SCORES) -> variant -> x -> one value per seed."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    for axis, (key, title) in zip(axes, SWEPT_SCORES):
+        for variant, points in curves[key].items():
+            xs = sorted(points)
+            line, = axis.plot(xs, [np.mean(points[x]) for x in xs], "o-", label=variant, color=set_colour(variant))
+            axis.fill_between(xs, [min(points[x]) for x in xs], [max(points[x]) for x in xs], color=line.get_color(),
+                              alpha=0.2, linewidth=0)
+        axis.axhline(1.0 if key == "high_frequency_ratio" else 0.0, color=set_colour("real"), linewidth=1)
+        axis.set_xscale("log")
+        if key == "high_frequency_ratio":
+            axis.set_yscale("log")
+        axis.set(xlabel=xlabel, title=title)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    return _png(figure)

@@ -82,11 +82,11 @@ def student_taps(student: nn.Module) -> FeatureTaps | None:
 
 def run_student(student: nn.Module, taps: FeatureTaps | None, noisy: torch.Tensor, timesteps: torch.Tensor | int,
                 features: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(prediction, the stage features when asked) of any student."""
-    if taps is None:
+    """(prediction, the stage features when asked: ``taps`` of a student that is not a WG-UNet) of any student."""
+    if isinstance(student, WGUNet):
         out = student(noisy, timesteps, return_features=features)
         return out.sample, out.features or {}
-    return student(noisy, timesteps).sample, taps.pop()
+    return student(noisy, timesteps).sample, taps.pop() if features else {}
 
 
 def _module_key(feature: str) -> str:

@@ -1,0 +1,240 @@
+"""Does it hold? Where a small model loses high frequencies, and what each part of the method buys, over seeds.
+
+    .venv/bin/python bench/study.py [--out runs/study] [--seeds 0,1,2] [--parts grid,budget,steps]
+
+Three parts, each training run and each sample set kept in ``out`` and reused (run it again after a kill and it
+goes on where it stopped; one study per folder at a time, a lock in the folder):
+1. grid: {WG-UNet, UNet2DModel of equal MACs} x {DDPM only, + spatial, + spatial + frequency} x seeds, at the
+   embedded default's budget (configs/default.yaml, 1,000 steps);
+2. budget: DDPM-only and fully distilled WG-UNets trained for each of ``--budgets`` steps, x seeds;
+3. steps: the teacher and every grid student sampled with DDIM 5 / 10 / 20 / 50 / 100 and DPM-Solver++ 10 / 20.
+Every sample set (``--num-images``, the same per-image noise for every model) is scored against the held-out
+patches: HF ratio, LSD, both LFDs, band errors (95% bootstrap intervals within a seed) and FID/KID in the
+teacher's features (labelled: they rank sets scored with this teacher only); every grid student gets the
+spectral-bias probe's cut-off radius per t. Seeds are the outer loop, so that a partial study has whole seeds.
+Writes ``results.jsonl`` (one row per sample set, appended as they finish), ``summary.md`` (mean and spread over
+seeds) and ``steps.png`` / ``budget.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from wgunet.config import load_config
+from wgunet.features import feature_extractor, teacher_features
+from wgunet.files import folder_lock, write_json, write_text
+from wgunet.images import load_image_set
+from wgunet.loading import load_model
+from wgunet.metrics import FidKid
+from wgunet.outputs import write_png_bytes
+from wgunet.plots import SWEPT_SCORES, plot_sweep
+from wgunet.probe import DEFAULT_TIMESTEPS, spectral_probe
+from wgunet.sampling import run_sampling
+from wgunet.spectral import image_statistics, spectral_scores
+from wgunet.training import train
+
+LOSSES = {"DDPM only": ["loss.lambda_spatial=0", "loss.lambda_freq=0"], "+ spatial": ["loss.lambda_freq=0"],
+          "+ spatial + frequency": []}
+# A UNet2DModel with the default WG-UNet's levels, attention at 8px and about its MACs (0.112 vs 0.114 GMACs per
+# image at 32px, python -m wgunet.stats): stride-2 convolutions and nearest upsampling instead of wavelet gates.
+UNET2D_EQUAL_MACS = dict(block_out_channels=[24, 40, 40], layers_per_block=1, norm_num_groups=8, attention_head_dim=20,
+                         down_block_types=["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+                         up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"])
+ARCHITECTURES = {"WG-UNet": [], "UNet2DModel": ["student_class=UNet2DModel", f"student={UNET2D_EQUAL_MACS}"]}
+SAMPLERS = (("ddim", 5), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100), ("dpm++", 10), ("dpm++", 20))
+SCORED_WITH = ("ddim", 50)  # the sampler of the grid's and the budget sweep's scores (the report's default)
+HEADLINE = ("high_frequency_ratio", "log_spectral_distance_db", "lfd_stig", "lfd_mean_magnitude", "band_error_low",
+            "band_error_mid", "band_error_high")
+
+
+@dataclass
+class Study:
+    out: Path
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budget: int = 1000  # the embedded default's
+    budgets: tuple[int, ...] = (250, 500, 1000, 2000)
+    samplers: tuple[tuple[str, int], ...] = SAMPLERS
+    num_images: int = 256
+    config: str = "configs/default.yaml"
+    overrides: tuple[str, ...] = ()  # for every run (the tests: a tiny teacher, student and data)
+    architectures: dict[str, list[str]] = field(default_factory=lambda: dict(ARCHITECTURES))
+    scored_with: tuple[str, int] = SCORED_WITH
+    reference: str = "patches:heldout"
+    bootstrap: int = 200
+    probe_timesteps: tuple[int, ...] = DEFAULT_TIMESTEPS
+
+
+class Scorer:
+    """The study's measures of one sample set against the held-out reference, with a JSON row per set."""
+
+    def __init__(self, study: Study, teacher: str, size: int):
+        reference = load_image_set(study.reference, size)
+        self.real, self.bootstrap = image_statistics(reference.images), study.bootstrap
+        self.fid = FidKid(reference.images, feature_extractor("teacher", teacher_features(teacher)))
+        self.probe_images = reference.first(256).images
+
+    def __call__(self, folder: Path) -> dict:
+        images = load_image_set(str(folder)).images
+        scores = spectral_scores(image_statistics(images), self.real, self.bootstrap).to_dict()
+        fid = self.fid(images)
+        return {**scores, "fid_teacher_features": fid.fid.to_dict(), "kid_teacher_features": fid.kid_mean}
+
+
+def trained(study: Study, architecture: str, losses: str, budget: int, seed: int) -> Path:
+    """The run's exported model: reused when finished, resumed from its last checkpoint when a kill cut it short."""
+    folder = study.out / "runs" / f"{architecture}-{losses}-{budget}-seed{seed}".replace(" ", "").replace("+", "_")
+    if (folder / "model" / "model_index.json").is_file():
+        return folder / "model"
+    config = load_config(study.config, [*study.overrides, *study.architectures[architecture], *LOSSES[losses],
+                                        f"max_steps={budget}", f"seed={seed}", f"output_dir={folder}", "eval_every=0",
+                                        f"checkpoint_every={max(1, budget // 4)}", "log_with=none"])
+    return train(config, resume=True)
+
+
+def sampled(study: Study, checkpoint: Path | str, name: str, sampler: tuple[str, int]) -> Path:
+    folder = study.out / "samples" / name / f"{sampler[0]}-{sampler[1]}"
+    run_sampling(str(checkpoint), study.num_images, folder, scheduler=sampler[0], steps=sampler[1], seed=0,
+                 resume=folder.is_dir())
+    return folder
+
+
+def rows_done(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    return {row["key"]: row for row in map(json.loads, path.read_text().splitlines()) if row}
+
+
+def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")) -> list[dict]:
+    """Train, sample and score what ``parts`` ask for, reusing everything already in ``study.out``."""
+    started = time.perf_counter()
+    study.out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(study.out, "study"):
+        results = study.out / "results.jsonl"
+        done = rows_done(results)
+        base = load_config(study.config, list(study.overrides))
+        scorer = Scorer(study, base.teacher, base.data.sample_size)
+
+        def record(key: str, row: dict, folder: Path) -> None:
+            if key not in done:
+                done[key] = {"key": key, **row, "scores": scorer(folder)}
+                with results.open("a") as log:  # one whole line per set: a kill loses at most the set in progress
+                    log.write(json.dumps(done[key]) + "\n")
+
+        for seed in study.seeds:
+            plan = []
+            if "grid" in parts:
+                plan += [(a, loss, study.budget) for a in study.architectures for loss in LOSSES]
+            if "budget" in parts:
+                plan += [("WG-UNet", loss, b) for loss in ("DDPM only", "+ spatial + frequency") for b in study.budgets
+                         if b != study.budget or "grid" not in parts]
+            for architecture, losses, budget in plan:
+                model = trained(study, architecture, losses, budget, seed)
+                name = model.parent.name
+                samplers = study.samplers if "steps" in parts and budget == study.budget else ()
+                for sampler in dict.fromkeys((study.scored_with, *samplers)):
+                    key = f"{name}/{sampler[0]}-{sampler[1]}"
+                    row = {"model": architecture, "losses": losses, "budget": budget, "seed": seed,
+                           "sampler": sampler[0], "steps": sampler[1]}
+                    if key not in done:
+                        record(key, row, sampled(study, model, name, sampler))
+                probe_key = f"{name}/probe"
+                if budget == study.budget and probe_key not in done:
+                    probe = spectral_probe({name: load_model(model)}, scorer.probe_images, study.probe_timesteps)
+                    done[probe_key] = {"key": probe_key, "model": architecture, "losses": losses, "budget": budget,
+                                       "seed": seed, "probe_timesteps": probe.timesteps,
+                                       "probe_cutoff": probe.models[name].cutoff}
+                    with results.open("a") as log:
+                        log.write(json.dumps(done[probe_key]) + "\n")
+        if "steps" in parts:  # the teacher, sampled with every sampler (deterministic: one seed)
+            for sampler in study.samplers:
+                key = f"teacher/{sampler[0]}-{sampler[1]}"
+                record(key, {"model": "teacher", "losses": "-", "budget": 0, "seed": 0, "sampler": sampler[0],
+                             "steps": sampler[1]}, sampled(study, base.teacher, "teacher", sampler))
+        rows = list(done.values())
+        write_text(study.out / "summary.md", summary(rows))
+        for name, figure in figures(rows, study).items():
+            write_png_bytes(study.out / name, figure)
+        write_json(study.out / "wall_time.json", {"seconds_this_invocation": round(time.perf_counter() - started, 1)})
+    return rows
+
+
+def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
+    """steps.png: the scores against DDIM steps (every grid variant and the teacher); budget.png: against the
+    training budget (the budget sweep, scored with ``scored_with``)."""
+    made = {}
+    scored = [r for r in rows if "scores" in r]
+    for name, xlabel, x_of, keep in (
+            ("steps.png", "DDIM steps", lambda r: r["steps"],
+             lambda r: r["sampler"] == "ddim" and r["budget"] in (0, study.budget)),
+            ("budget.png", "training steps (budget)", lambda r: r["budget"],
+             lambda r: r["model"] == "WG-UNet" and (r["sampler"], r["steps"]) == tuple(study.scored_with)
+             and r["losses"] in ("DDPM only", "+ spatial + frequency"))):
+        curves = {key: {} for key, _ in SWEPT_SCORES}
+        for row in filter(keep, scored):
+            variant = row["model"] if row["model"] == "teacher" else f"{row['model']}, {row['losses']}"
+            for key in curves:
+                curves[key].setdefault(variant, {}).setdefault(x_of(row), []).append(row["scores"][key]["value"])
+        if any(len(points) > 1 for points in curves["high_frequency_ratio"].values()):  # a line, not a dot
+            made[name] = plot_sweep(curves, xlabel)
+    return made
+
+
+def spread(values: list[float]) -> str:
+    """mean +- half the range over seeds (n seeds), or the one value."""
+    if len(values) == 1:
+        return f"{values[0]:.3g} (1 seed)"
+    return f"{statistics.mean(values):.3g} ± {(max(values) - min(values)) / 2:.2g} ({len(values)} seeds)"
+
+
+def summary(rows: list[dict]) -> str:
+    """Markdown tables: each scored variant's mean and spread over seeds, per sampler and budget."""
+    scored = [r for r in rows if "scores" in r]
+    groups: dict[tuple, list[dict]] = {}
+    for row in scored:
+        groups.setdefault((row["model"], row["losses"], row["budget"], row["sampler"], row["steps"]), []).append(row)
+    keys = ("high_frequency_ratio", "log_spectral_distance_db", "band_error_high", "fid_teacher_features")
+    lines = ["| model | losses | budget | sampler | HF ratio | LSD (dB) | high-band error | FID (teacher features) |",
+             "|---|---|---:|---|---|---|---|---|"]
+    for (model, losses, budget, sampler, steps), members in sorted(groups.items(), key=lambda g: str(g[0])):
+        cells = [spread([m["scores"][k]["value"] for m in members]) for k in keys]
+        lines.append(f"| {model} | {losses} | {budget or '-'} | {sampler} {steps} | " + " | ".join(cells) + " |")
+    probes = [r for r in rows if "probe_cutoff" in r]
+    if probes:
+        timesteps = probes[0]["probe_timesteps"]
+        lines += ["", "| model | losses | " + " | ".join(f"cut-off t={t}" for t in timesteps) + " |",
+                  "|---|---|" + "---|" * len(timesteps)]
+        by_variant: dict[tuple, list[dict]] = {}
+        for row in probes:
+            by_variant.setdefault((row["model"], row["losses"]), []).append(row)
+        for (model, losses), members in sorted(by_variant.items()):
+            cells = [spread([m["probe_cutoff"][i] if m["probe_cutoff"][i] is not None else 0.0 for m in members])
+                     for i in range(len(timesteps))]
+            lines.append(f"| {model} | {losses} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/study", help="the study's folder: runs, samples and results (reused)")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    parser.add_argument("--budgets", default="250,500,1000,2000", help="training steps of the budget sweep")
+    parser.add_argument("--parts", default="grid,budget,steps", help="which parts to run: grid, budget, steps")
+    parser.add_argument("--num-images", type=int, default=256, help="images per sample set")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    study = Study(Path(args.out), tuple(int(s) for s in args.seeds.split(",")),
+                  budgets=tuple(int(b) for b in args.budgets.split(",")), num_images=args.num_images)
+    rows = run_study(study, tuple(args.parts.split(",")))
+    print(summary(rows))
+    print(f"results: {study.out / 'results.jsonl'}, {study.out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()

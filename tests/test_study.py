@@ -1,0 +1,56 @@
+"""bench/study.py on a tiny grid: every part runs, and a study cut short goes on where it stopped."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from study import LOSSES, Study, run_study  # noqa: E402
+
+from conftest import TINY_STUDENT  # noqa: E402
+from test_training import TINY_UNET2D  # noqa: E402
+
+
+def tiny_study(teacher: Path, out: Path) -> Study:
+    overrides = (f"teacher={teacher}", f"student={TINY_STUDENT}", "data.sample_size=16", "data.patches_per_image=4",
+                 "batch_size=8", "warmup_steps=1")
+    return Study(out, seeds=(0, 1), budget=4, budgets=(2, 4), samplers=(("ddim", 2), ("dpm++", 3)), num_images=6,
+                 config=None, overrides=overrides, bootstrap=5, probe_timesteps=(10, 90), scored_with=("ddim", 3),
+                 architectures={"WG-UNet": [], "UNet2DModel": ["student_class=UNet2DModel", f"student={TINY_UNET2D}"]})
+
+
+@pytest.mark.slow
+def test_a_killed_study_goes_on_where_it_stopped_and_ends_as_an_uninterrupted_one(tiny_teacher, tmp_path):
+    whole = run_study(tiny_study(tiny_teacher, tmp_path / "whole"))
+    keys = {row["key"] for row in whole}
+    # 2 seeds x (2 architectures x 3 loss variants + 2 extra budget runs): each scored with ddim 3; the budget-4 runs
+    # also with every sampler and probed; the teacher with every sampler
+    runs = 2 * (2 * len(LOSSES) + 2)
+    assert len({k.split("/")[0] for k in keys} - {"teacher"}) == runs
+    assert len([k for k in keys if k.endswith("/probe")]) == 2 * 2 * len(LOSSES)
+    assert {k for k in keys if k.startswith("teacher/")} == {"teacher/ddim-2", "teacher/dpm++-3"}
+    assert all(row["scores"]["high_frequency_ratio"]["value"] > 0 for row in whole if "scores" in row)
+    assert (tmp_path / "whole" / "steps.png").is_file() and (tmp_path / "whole" / "budget.png").is_file()
+    # a kill: one run lost its export and last checkpoint; a sample set was cut half-way (its row never written)
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "whole", cut)
+    run = next((cut / "runs").iterdir())
+    shutil.rmtree(run / "model")
+    shutil.rmtree(sorted((run / "checkpoints").iterdir())[-1])
+    rows = [json.loads(line) for line in (cut / "results.jsonl").read_text().splitlines()]
+    lost = next(row for row in reversed(rows) if "scores" in row)
+    (cut / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows if row is not lost))
+    for png in sorted((cut / "samples" / lost["key"]).glob("*.png"))[3:]:
+        png.unlink()
+    for derived in ("grid.png", "samples.npz"):
+        (cut / "samples" / lost["key"] / derived).unlink(missing_ok=True)
+    again = run_study(tiny_study(tiny_teacher, cut))
+    by_key = {row["key"]: row for row in again}
+    assert by_key.keys() == keys
+    for row in whole:  # the same numbers: runs resume exactly, sample folders fill in the same images
+        assert by_key[row["key"]] == row, row["key"]
+    assert (cut / "summary.md").read_text() == (tmp_path / "whole" / "summary.md").read_text()
+    assert json.loads((cut / "wall_time.json").read_text())["seconds_this_invocation"] > 0
