@@ -127,6 +127,11 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
                 with results.open("a") as log:  # one whole line per set: a kill loses at most the set in progress
                     log.write(json.dumps(done[key]) + "\n")
 
+        if "steps" in parts:  # the teacher first (deterministic: one seed), the reference of every partial study
+            for sampler in study.samplers:
+                key = f"teacher/{sampler[0]}-{sampler[1]}"
+                record(key, {"model": "teacher", "losses": "-", "budget": 0, "seed": 0, "sampler": sampler[0],
+                             "steps": sampler[1]}, sampled(study, base.teacher, "teacher", sampler))
         for seed in study.seeds:
             plan = []
             if "grid" in parts:
@@ -152,11 +157,6 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
                                        "probe_cutoff": probe.models[name].cutoff}
                     with results.open("a") as log:
                         log.write(json.dumps(done[probe_key]) + "\n")
-        if "steps" in parts:  # the teacher, sampled with every sampler (deterministic: one seed)
-            for sampler in study.samplers:
-                key = f"teacher/{sampler[0]}-{sampler[1]}"
-                record(key, {"model": "teacher", "losses": "-", "budget": 0, "seed": 0, "sampler": sampler[0],
-                             "steps": sampler[1]}, sampled(study, base.teacher, "teacher", sampler))
         rows = list(done.values())
         write_text(study.out / "summary.md", summary(rows))
         for name, figure in figures(rows, study).items():
