@@ -132,6 +132,8 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
                 key = f"teacher/{sampler[0]}-{sampler[1]}"
                 record(key, {"model": "teacher", "losses": "-", "budget": 0, "seed": 0, "sampler": sampler[0],
                              "steps": sampler[1]}, sampled(study, base.teacher, "teacher", sampler))
+            probed(study, scorer, done, base.teacher, "teacher", {"model": "teacher", "losses": "-", "budget": 0,
+                                                                  "seed": 0})
         for seed in study.seeds:
             plan = []
             if "grid" in parts:
@@ -149,20 +151,19 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
                            "sampler": sampler[0], "steps": sampler[1]}
                     if key not in done:
                         record(key, row, sampled(study, model, name, sampler))
-                probe_key = f"{name}/probe"
-                if budget == study.budget and probe_key not in done:
-                    probe = spectral_probe({name: load_model(model)}, scorer.probe_images, study.probe_timesteps)
-                    done[probe_key] = {"key": probe_key, "model": architecture, "losses": losses, "budget": budget,
-                                       "seed": seed, "probe_timesteps": probe.timesteps,
-                                       "probe_cutoff": probe.models[name].cutoff}
-                    with results.open("a") as log:
-                        log.write(json.dumps(done[probe_key]) + "\n")
+                if budget == study.budget:
+                    probed(study, scorer, done, model, name, {"model": architecture, "losses": losses,
+                                                              "budget": budget, "seed": seed})
         rows = list(done.values())
-        write_text(study.out / "summary.md", summary(rows))
-        for name, figure in figures(rows, study).items():
-            write_png_bytes(study.out / name, figure)
+        write_summary(study, rows)
         write_json(study.out / "wall_time.json", {"seconds_this_invocation": round(time.perf_counter() - started, 1)})
     return rows
+
+
+def write_summary(study: Study, rows: list[dict]) -> None:
+    write_text(study.out / "summary.md", summary(rows))
+    for name, figure in figures(rows, study).items():
+        write_png_bytes(study.out / name, figure)
 
 
 def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
@@ -186,37 +187,59 @@ def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
     return made
 
 
-def spread(values: list[float]) -> str:
-    """mean +- half the range over seeds (n seeds), or the one value."""
-    if len(values) == 1:
-        return f"{values[0]:.3g} (1 seed)"
-    return f"{statistics.mean(values):.3g} ± {(max(values) - min(values)) / 2:.2g} ({len(values)} seeds)"
+def probed(study: Study, scorer: Scorer, done: dict[str, dict], checkpoint: Path | str, name: str, row: dict) -> None:
+    """The spectral-bias probe's cut-off radius per t of one model, as a row of results.jsonl."""
+    key = f"{name}/probe"
+    if key in done:
+        return
+    probe = spectral_probe({name: load_model(checkpoint)}, scorer.probe_images, study.probe_timesteps)
+    done[key] = {"key": key, **row, "probe_timesteps": probe.timesteps, "probe_cutoff": probe.models[name].cutoff}
+    with (study.out / "results.jsonl").open("a") as log:
+        log.write(json.dumps(done[key]) + "\n")
+
+
+def spread(values: list[float | None]) -> str:
+    """The one value, or mean +- half the range over seeds; a probe cut-off of None (no radius recovers half) is
+    "none", and counted apart rather than averaged as a radius."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "none"
+    text = f"{known[0]:.3g}" if len(known) == 1 else f"{statistics.mean(known):.3g} ± {(max(known) - min(known)) / 2:.2g}"
+    return text + (f" (none in {len(values) - len(known)})" if len(known) < len(values) else "")
+
+
+MODEL_ORDER = {"teacher": 0, "WG-UNet": 1, "UNet2DModel": 2}
+LOSS_ORDER = {"-": 0, **{name: i + 1 for i, name in enumerate(LOSSES)}}
+
+
+def _order(key: tuple) -> tuple:
+    model, losses, *rest = key
+    return (MODEL_ORDER.get(model, 9), LOSS_ORDER.get(losses, 9), *rest)
 
 
 def summary(rows: list[dict]) -> str:
-    """Markdown tables: each scored variant's mean and spread over seeds, per sampler and budget."""
-    scored = [r for r in rows if "scores" in r]
+    """Markdown tables: each variant's value (one seed) or mean ± half-range over its seeds, per budget and sampler,
+    and the probe's cut-off radii."""
     groups: dict[tuple, list[dict]] = {}
-    for row in scored:
+    for row in (r for r in rows if "scores" in r):
         groups.setdefault((row["model"], row["losses"], row["budget"], row["sampler"], row["steps"]), []).append(row)
     keys = ("high_frequency_ratio", "log_spectral_distance_db", "band_error_high", "fid_teacher_features")
-    lines = ["| model | losses | budget | sampler | HF ratio | LSD (dB) | high-band error | FID (teacher features) |",
-             "|---|---|---:|---|---|---|---|---|"]
-    for (model, losses, budget, sampler, steps), members in sorted(groups.items(), key=lambda g: str(g[0])):
+    lines = ["| model | losses | budget | sampler | seeds | HF ratio | LSD (dB) | high-band error | FID (teacher features) |",
+             "|---|---|---:|---|---:|---|---|---|---|"]
+    for (model, losses, budget, sampler, steps), members in sorted(groups.items(), key=lambda g: _order(g[0])):
         cells = [spread([m["scores"][k]["value"] for m in members]) for k in keys]
-        lines.append(f"| {model} | {losses} | {budget or '-'} | {sampler} {steps} | " + " | ".join(cells) + " |")
-    probes = [r for r in rows if "probe_cutoff" in r]
+        lines.append(f"| {model} | {losses} | {budget or '-'} | {sampler} {steps} | {len(members)} | "
+                     + " | ".join(cells) + " |")
+    probes: dict[tuple, list[dict]] = {}
+    for row in (r for r in rows if "probe_cutoff" in r):
+        probes.setdefault((row["model"], row["losses"]), []).append(row)
     if probes:
-        timesteps = probes[0]["probe_timesteps"]
-        lines += ["", "| model | losses | " + " | ".join(f"cut-off t={t}" for t in timesteps) + " |",
-                  "|---|---|" + "---|" * len(timesteps)]
-        by_variant: dict[tuple, list[dict]] = {}
-        for row in probes:
-            by_variant.setdefault((row["model"], row["losses"]), []).append(row)
-        for (model, losses), members in sorted(by_variant.items()):
-            cells = [spread([m["probe_cutoff"][i] if m["probe_cutoff"][i] is not None else 0.0 for m in members])
-                     for i in range(len(timesteps))]
-            lines.append(f"| {model} | {losses} | " + " | ".join(cells) + " |")
+        timesteps = next(iter(probes.values()))[0]["probe_timesteps"]
+        lines += ["", "| model | losses | seeds | " + " | ".join(f"cut-off t={t}" for t in timesteps) + " |",
+                  "|---|---|---:|" + "---|" * len(timesteps)]
+        for (model, losses), members in sorted(probes.items(), key=lambda g: _order(g[0])):
+            cells = [spread([m["probe_cutoff"][i] for m in members]) for i in range(len(timesteps))]
+            lines.append(f"| {model} | {losses} | {len(members)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -227,11 +250,17 @@ def main() -> None:
     parser.add_argument("--budgets", default="250,500,1000,2000", help="training steps of the budget sweep")
     parser.add_argument("--parts", default="grid,budget,steps", help="which parts to run: grid, budget, steps")
     parser.add_argument("--num-images", type=int, default=256, help="images per sample set")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only write summary.md and the plots from the results so far (no training or sampling)")
     args = parser.parse_args()
     torch.manual_seed(0)
     study = Study(Path(args.out), tuple(int(s) for s in args.seeds.split(",")),
                   budgets=tuple(int(b) for b in args.budgets.split(",")), num_images=args.num_images)
-    rows = run_study(study, tuple(args.parts.split(",")))
+    if args.summary_only:
+        rows = list(rows_done(study.out / "results.jsonl").values())
+        write_summary(study, rows)
+    else:
+        rows = run_study(study, tuple(args.parts.split(",")))
     print(summary(rows))
     print(f"results: {study.out / 'results.jsonl'}, {study.out / 'summary.md'}")
 
