@@ -122,10 +122,15 @@ def plot_sweep(curves: dict[str, dict[str, dict[float, list[float]]]], xlabel: s
     """Scores against a swept setting (sampling steps, training budget), log x: per variant the mean over seeds as
     a line and the seeds' range as a band. ``curves``: score key (SWEPT_SCORES) -> variant -> x -> one value per seed."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    cycle = map(matplotlib.colors.to_hex, plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    free = [c for c in cycle if c not in SET_COLOURS.values()]
+    colours = {}
+    for variant in curves[SWEPT_SCORES[0][0]]:  # the sets' fixed colours, then the cycle's other colours in turn
+        colours[variant] = set_colour(variant) or free[len([v for v in colours if not set_colour(v)]) % len(free)]
     for axis, (key, title) in zip(axes, SWEPT_SCORES):
         for variant, points in curves[key].items():
             xs = sorted(points)
-            line, = axis.plot(xs, [np.mean(points[x]) for x in xs], "o-", label=variant, color=set_colour(variant))
+            line, = axis.plot(xs, [np.mean(points[x]) for x in xs], "o-", label=variant, color=colours[variant])
             axis.fill_between(xs, [min(points[x]) for x in xs], [max(points[x]) for x in xs], color=line.get_color(),
                               alpha=0.2, linewidth=0)
         axis.axhline(1.0 if key == "high_frequency_ratio" else 0.0, color=set_colour("real"), linewidth=1)
