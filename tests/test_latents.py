@@ -203,6 +203,7 @@ def test_the_ldm_celebahq_config_builds_its_models_without_weights():
     """configs/ldm-celebahq256.yaml against the published architecture (no download): a ~10x MAC reduction."""
     from wgunet import WGUNet
     from wgunet.latents import Autoencoder
+    from wgunet.model import build_student
     from wgunet.stats import count_parameters, macs_per_image
     from wgunet.teacher import autoencoder_architecture, teacher_architecture
 
@@ -212,6 +213,6 @@ def test_the_ldm_celebahq_config_builds_its_models_without_weights():
     assert count_parameters(teacher) == 274_056_163  # the LDM paper's 274 M for CelebA-HQ LDM-4
     assert teacher.config.sample_size * coder.factor == config.data.sample_size == 256
     assert coder.channels == teacher.config.in_channels == 3
-    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
-    student = WGUNet(**{**shape, **config.student})  # as training builds it
+    student = build_student(config.student_class, config.student, teacher)  # as training builds it
+    assert isinstance(student, WGUNet) and student.config.sample_size == 64
     assert 9 <= macs_per_image(teacher) / macs_per_image(student) <= 11

@@ -217,3 +217,10 @@ class WGUNet(ModelMixin, ConfigMixin):
 
 # what a distillation run may train (config student_class); a UNet2DModel student loads without this package
 STUDENT_CLASSES: dict[str, type[ModelMixin]] = {"WGUNet": WGUNet, "UNet2DModel": UNet2DModel}
+
+
+def build_student(student_class: str, arguments: dict, teacher: ModelMixin) -> ModelMixin:
+    """A ``student_class`` student shaped as its teacher (sample size and channels: for a latent teacher, its latent
+    space), with the config's ``arguments`` over that."""
+    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
+    return STUDENT_CLASSES[student_class](**{**shape, **arguments})

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .config import load_config
     from .latents import Autoencoder
-    from .model import STUDENT_CLASSES
+    from .model import build_student
     from .teacher import AUTOENCODER_ARCHITECTURES, TEACHER_ARCHITECTURES, autoencoder_architecture, teacher_architecture
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,9 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         teachers = {"google/ddpm-cifar10-32 architecture (UNet2DModel)": teacher_architecture("google/ddpm-cifar10-32"),
                     "shipped teacher (configs/teacher.yaml)": UNet2DModel(**load_config("configs/teacher.yaml").unet)}
-    teacher = next(iter(teachers.values())).config
-    shape = {k: teacher[k] for k in ("sample_size", "in_channels", "out_channels")}  # as training builds it
-    student = STUDENT_CLASSES[config.student_class](**{**shape, **config.student})
+    first = next(iter(teachers.values()))
+    teacher, student = first.config, build_student(config.student_class, config.student, first)  # as training does
     name = "WG-UNet" if config.student_class == "WGUNet" else config.student_class
     models = {**teachers, f"{name} student ({args.config})": student}
     rows = [{"model": name, **describe(model)} for name, model in models.items()]

@@ -38,7 +38,7 @@ from .hub import push_export
 from .latents import Autoencoder, complete_export, write_reference
 from .loading import DTYPES
 from .losses import frequency_loss, spatial_loss
-from .model import STUDENT_CLASSES, WGUNet
+from .model import WGUNet, build_student
 from .monitor import TrainingEvaluation, TrainingMonitor
 from .prediction import training_target
 from .runs import Run, list_checkpoints
@@ -123,8 +123,7 @@ def build_models(config: TrainConfig) -> Models:
     check_sizes(config, teacher, autoencoder)
     # The student adopts the teacher's schedule and prediction_type, and its latent space if it has one: both then
     # predict the same thing.
-    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
-    student = STUDENT_CLASSES[config.student_class](**{**shape, **config.student})
+    student = build_student(config.student_class, config.student, teacher)
     if config.gradient_checkpointing:
         student.enable_gradient_checkpointing()
     if config.loss.lambda_spatial == 0 and config.loss.lambda_freq == 0:
