@@ -123,9 +123,7 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
 
         def record(key: str, row: dict, folder: Path) -> None:
             if key not in done:
-                done[key] = {"key": key, **row, "scores": scorer(folder)}
-                with results.open("a") as log:  # one whole line per set: a kill loses at most the set in progress
-                    log.write(json.dumps(done[key]) + "\n")
+                keep(study, done, {"key": key, **row, "scores": scorer(folder)})
 
         if "steps" in parts:  # the teacher first (deterministic: one seed), the reference of every partial study
             for sampler in study.samplers:
@@ -193,9 +191,14 @@ def probed(study: Study, scorer: Scorer, done: dict[str, dict], checkpoint: Path
     if key in done:
         return
     probe = spectral_probe({name: load_model(checkpoint)}, scorer.probe_images, study.probe_timesteps)
-    done[key] = {"key": key, **row, "probe_timesteps": probe.timesteps, "probe_cutoff": probe.models[name].cutoff}
+    keep(study, done, {"key": key, **row, "probe_timesteps": probe.timesteps, "probe_cutoff": probe.models[name].cutoff})
+
+
+def keep(study: Study, done: dict[str, dict], row: dict) -> None:
+    """A finished row, appended to results.jsonl as one whole line: a kill loses at most the set in progress."""
+    done[row["key"]] = row
     with (study.out / "results.jsonl").open("a") as log:
-        log.write(json.dumps(done[key]) + "\n")
+        log.write(json.dumps(row) + "\n")
 
 
 def spread(values: list[float | None]) -> str:
