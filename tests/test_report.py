@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,16 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
     assert result.returncode == 0, result.stderr[-3000:]
     first = {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "student").glob("[0-9]*.png")}
     # asking for more draws only the missing images; the first 16 are kept as they are
+    started = time.perf_counter()
     result = subprocess.run(command + ["--num-samples", "20"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
+    # where the time went: every stage, in order, within the command's own wall time
+    assert list(metrics["seconds"]) == ["sample teacher", "sample student", "STIG", "features", "spectra and FID/KID",
+                                        "probe", "FINC", "report.html"]
+    assert all(s >= 0 for s in metrics["seconds"].values()) and sum(metrics["seconds"].values()) <= elapsed
+    assert "time per stage: sample teacher " in result.stdout
     assert metrics["sampling"]["student"]["sampled_now"] == 4 and metrics["sampling"]["teacher"]["sampled_now"] == 4
     assert all((out / "samples" / "student" / name).stat().st_mtime_ns == t for name, t in first.items())
     scored = metrics["spectrum"]["sets"]

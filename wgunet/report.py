@@ -11,6 +11,7 @@ import base64
 import contextlib
 import functools
 import html
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,25 @@ from .stig import StigConfig, load_refiner, train_refiner
 STIG_SET = "student + STIG"
 
 
+class _Stages:
+    """The report's progress bar, one tick per stage, and each stage's wall time: where a report's time goes."""
+
+    def __init__(self, names: list[str], enabled: bool):
+        self.bar = tqdm(names, desc="report", unit="stage", disable=not enabled)
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class ReportError(UserError):
     """A report that cannot be made as asked; the message says what to change."""
 
@@ -54,6 +74,7 @@ class Report:
     probe: ProbeResult
     modes: ModeComparison
     training: list[dict]  # the student's evaluations during training (wgunet.monitor), when its run folder has them
+    seconds: dict[str, float]  # each stage's wall time (a reused sample set: about nothing)
 
     def to_dict(self) -> dict:
         return {"student": self.student, "teacher": self.teacher, "num_samples": self.num_samples,
@@ -61,7 +82,8 @@ class Report:
                 "sampling": self.sampling, "model_sizes": self.model_sizes, "spectrum": self.spectrum.to_dict(),
                 "probe": {"timesteps": self.probe.timesteps,
                           "cutoff": {n: c.cutoff for n, c in self.probe.models.items()}},
-                "finc": self.modes.to_dict(), "training": self.training}
+                "finc": self.modes.to_dict(), "training": self.training,
+                "seconds": self.seconds}
 
 
 def build_report(student: str, teacher: str, reference: str, num_samples: int, out: Path, *, scheduler: str = "ddim",
@@ -95,20 +117,17 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     state = processes()
     main = state.is_main_process
     with folder_lock(out, "report") if main else contextlib.nullcontext():
-        bar = tqdm(["sample teacher", "sample student", "STIG", "features", "spectra and FID/KID", "probe", "FINC",
-                    "report.html"], desc="report", unit="stage", disable=not main)
+        stage = _Stages(["sample teacher", "sample student", "STIG", "features", "spectra and FID/KID", "probe",
+                         "FINC", "report.html"], enabled=main)
         samples, sampling = {}, {}
         for name, checkpoint in (("teacher", teacher), ("student", student)):
-            bar.set_postfix_str(f"sample {name}")
-            folder = out / "samples" / name
-            # resume: images already in the folder (same checkpoint and settings) are kept, only missing ones drawn
-            sampling[name] = run_sampling(checkpoint, num_samples, folder, scheduler=scheduler, steps=steps,
-                                          batch_size=batch_size, seed=seed, device=device, resume=folder.is_dir(),
-                                          model=models[name])
-            samples[name] = load_image_set(folder)  # on every process: each embeds its share below
-            bar.update()
-        bar.set_postfix_str("STIG")
-
+            with stage(f"sample {name}"):
+                folder = out / "samples" / name
+                # resume: images already in the folder (same checkpoint and settings) are kept, only missing ones drawn
+                sampling[name] = run_sampling(checkpoint, num_samples, folder, scheduler=scheduler, steps=steps,
+                                              batch_size=batch_size, seed=seed, device=device, resume=folder.is_dir(),
+                                              model=models[name])
+                samples[name] = load_image_set(folder)  # on every process: each embeds its share below
         refined = None
 
         def refine_student() -> str | None:  # STIG on the main process; the others wait for its folder
@@ -123,57 +142,52 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
                                      overwrite=True)
             return stig_refiner
 
-        stig_refiner = on_main(state, refine_student)
-        if stig_refiner is not None:
-            samples[STIG_SET] = refined if main else load_image_set(out / "samples" / "student_stig")
-        bar.update()
-        bar.set_postfix_str("features")
-        teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
-        scorer = FidKid(reference_set.images if statistics is None else statistics,
-                        feature_extractor(features, teacher_features), state=state)
-        generated = {name: scorer.features(image_set.images) for name, image_set in samples.items()}
-        embed = feature_extractor(finc_features, teacher_features)
-        cache = out / "finc" / "feature_cache"
-        finc_vectors = {name: cached_features(samples[name], embed, cache, state) for name in ("student", "teacher")}
-        bar.update()
+        with stage("STIG"):
+            stig_refiner = on_main(state, refine_student)
+            if stig_refiner is not None:
+                samples[STIG_SET] = refined if main else load_image_set(out / "samples" / "student_stig")
+        with stage("features"):
+            teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
+            scorer = FidKid(reference_set.images if statistics is None else statistics,
+                            feature_extractor(features, teacher_features), state=state)
+            generated = {name: scorer.features(image_set.images) for name, image_set in samples.items()}
+            embed = feature_extractor(finc_features, teacher_features)
+            cache = out / "finc" / "feature_cache"
+            finc_vectors = {name: cached_features(samples[name], embed, cache, state) for name in ("student", "teacher")}
         if not main:
             return None
-        bar.set_postfix_str("spectra, FID/KID")
-        fid_kid = {name: scorer.score(vectors) for name, vectors in generated.items()}
-        spectrum = score_sets(samples, reference_set, fid_kid, bootstrap, convention)
-        figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
-        bar.update()
-        bar.set_postfix_str("probe")
-        probe = spectral_probe(models, reference_set.first(probe_images).images, probe_timesteps, seed)
-        figures["probe"] = write_probe(out / "probe", probe)
-        bar.update()
-        bar.set_postfix_str("FINC")
-        modes = compare_modes(samples["student"], samples["teacher"], finc_vectors["student"], finc_vectors["teacher"],
-                              label(embed), ("student", "teacher"), seed=seed)
-        figures["finc"] = write_modes(out / "finc", modes)
-        bar.update()
-        spread = torch.linspace(0, len(reference_set) - 1, min(GRID_IMAGES, len(reference_set))).long()  # every photo
-        grids = {"real": png_bytes(make_grid(reference_set.images[spread].permute(0, 2, 3, 1).numpy()))}
-        grids |= {name: png_bytes(make_grid(s.images[:GRID_IMAGES].permute(0, 2, 3, 1).numpy()))
-                  for name, s in samples.items()}
-        write_png_bytes(out / "real_grid.png", grids["real"])
-        sizes = {name: describe(loaded.model) for name, loaded in models.items()}
-        if models["student"].autoencoder is not None:  # counted apart: it runs once per image, not per step
-            sizes["autoencoder"] = describe_autoencoder(models["student"].autoencoder)
-        if translator is not None:  # the refiner's FFTs are not counted by the MAC counter
-            sizes[STIG_SET] = {"params_M": sizes["student"]["params_M"] + count_parameters(translator) / 1e6,
-                               "GMACs": None}
-        if training:
-            figures["training"] = plot_training(training)
-            write_png_bytes(out / "training.png", figures["training"])
-            grids |= training_grids
-        report = Report(student, teacher, num_samples, stig_refiner, samples, sampling, sizes, spectrum, probe, modes,
-                        training)
-        write_json(out / "metrics.json", report.to_dict())
-        bar.set_postfix_str("report.html")
-        write_text(out / "report.html", render_html(report, figures, grids))
-        bar.update()
-        bar.close()
+        with stage("spectra and FID/KID"):
+            fid_kid = {name: scorer.score(vectors) for name, vectors in generated.items()}
+            spectrum = score_sets(samples, reference_set, fid_kid, bootstrap, convention)
+            figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
+        with stage("probe"):
+            probe = spectral_probe(models, reference_set.first(probe_images).images, probe_timesteps, seed)
+            figures["probe"] = write_probe(out / "probe", probe)
+        with stage("FINC"):
+            modes = compare_modes(samples["student"], samples["teacher"], finc_vectors["student"],
+                                  finc_vectors["teacher"], label(embed), ("student", "teacher"), seed=seed)
+            figures["finc"] = write_modes(out / "finc", modes)
+        with stage("report.html"):
+            spread = torch.linspace(0, len(reference_set) - 1, min(GRID_IMAGES, len(reference_set))).long()  # all photos
+            grids = {"real": png_bytes(make_grid(reference_set.images[spread].permute(0, 2, 3, 1).numpy()))}
+            grids |= {name: png_bytes(make_grid(s.images[:GRID_IMAGES].permute(0, 2, 3, 1).numpy()))
+                      for name, s in samples.items()}
+            write_png_bytes(out / "real_grid.png", grids["real"])
+            sizes = {name: describe(loaded.model) for name, loaded in models.items()}
+            if models["student"].autoencoder is not None:  # counted apart: it runs once per image, not per step
+                sizes["autoencoder"] = describe_autoencoder(models["student"].autoencoder)
+            if translator is not None:  # the refiner's FFTs are not counted by the MAC counter
+                sizes[STIG_SET] = {"params_M": sizes["student"]["params_M"] + count_parameters(translator) / 1e6,
+                                   "GMACs": None}
+            if training:
+                figures["training"] = plot_training(training)
+                write_png_bytes(out / "training.png", figures["training"])
+                grids |= training_grids
+            report = Report(student, teacher, num_samples, stig_refiner, samples, sampling, sizes, spectrum, probe,
+                            modes, training, stage.seconds)
+            write_text(out / "report.html", render_html(report, figures, grids))
+        write_json(out / "metrics.json", report.to_dict())  # with the last stage's time
+        stage.close()
     return report
 
 
@@ -243,6 +257,7 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
                                     f"{finc['noise_floor']['reference']:.4g} (teacher's)"]]
     if report.stig_refiner:
         setup_rows.append(["STIG refiner", report.stig_refiner])
+    setup_rows.append(["time per stage (s)", ", ".join(f"{stage} {s:.1f}" for stage, s in report.seconds.items())])
     if "autoencoder" in sizes:  # a latent student and teacher share it; not in the GMACs per network evaluation
         coder = sizes["autoencoder"]
         setup_rows.append(["autoencoder (latent models; counted apart)",

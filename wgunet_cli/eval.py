@@ -241,6 +241,7 @@ def _report(args: argparse.Namespace) -> None:
     if metrics is None:  # not the main process of several: it sampled its share
         return
     print(format_scores(metrics.spectrum))
+    print("time per stage: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in metrics.seconds.items()))
     print(f"report: {args.out}/report.html\nmetrics: {args.out}/metrics.json")
 
 
