@@ -91,20 +91,22 @@ def test_a_trained_refiner_restores_low_passed_real_images(tmp_path):
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     originals, real = images[order[:512]], images[order[512:]]
     blurred = circular_blur(originals)
-    folder = train_refiner(blurred, real, tmp_path, StigConfig(checkpoint_every=500))
+    # 400 steps, not the default 1000, to keep the suite within 10 minutes (this test was 5.5 of its 11)
+    folder = train_refiner(blurred, real, tmp_path, StigConfig(steps=400, checkpoint_every=200))
     refined = refine(load_refiner(folder), blurred)
-    # Adversarial training is seed-sensitive (README, STIG: bench/stig_restoration.py over seeds 0-4); this test
-    # pins seed 0. With STIG's SSIM and profile terms (the default) the high-band gap falls by 28-42% over seeds
-    # 0-4 (29% at seed 0), the LFDs by about 90% (STIG's from 13.6 to under 10.3), and PSNR rises by ~4 dB.
+    # Adversarial training is seed-sensitive; this test pins seed 0. At 400 steps (`python bench/stig_restoration.py
+    # --steps 400`, seeds 0-4) the high-band gap falls by 21-83% (21% at seed 0), the mean-magnitude LFD by 87-90%,
+    # STIG's LFD from 13.59 to 10.22-10.98 and PSNR rises from 29.4 to 32.4-33.3 dB; the bounds below leave margin
+    # for the thread count, which changes the run.
     # measured against the real images that were low-passed: what the refiner should give back
     target = image_statistics(originals)
     before = spectral_scores(image_statistics(blurred), target, bootstrap=10)
     after = spectral_scores(image_statistics(refined), target, bootstrap=10)
     assert after.lfd_mean_magnitude.value <= 0.3 * before.lfd_mean_magnitude.value
-    assert after.lfd_stig.value <= before.lfd_stig.value - 2.5
+    assert after.lfd_stig.value <= before.lfd_stig.value - 2.0
     gap_before = abs(1 - before.high_frequency_ratio.value)
     gap_after = abs(1 - after.high_frequency_ratio.value)
-    assert gap_after <= 0.8 * gap_before
+    assert gap_after <= 0.9 * gap_before
     assert psnr(refined, originals) >= psnr(blurred, originals)
 
 
