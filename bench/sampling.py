@@ -17,11 +17,11 @@ import statistics
 import time
 
 import torch
-from diffusers import DDIMScheduler, DDPMPipeline, UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
 from wgunet.config import load_config
-from wgunet.sampling import sample_images
+from wgunet.sampling import build_pipeline, sample_images
 from wgunet.stats import count_parameters, macs_per_image
 from wgunet.teacher import teacher_architecture
 
@@ -41,8 +41,7 @@ def main() -> None:
     }
     pipelines = {}
     for name, model in models.items():
-        pipelines[name] = DDPMPipeline(unet=model.eval(), scheduler=DDIMScheduler())
-        pipelines[name].set_progress_bar_config(disable=True)
+        pipelines[name] = build_pipeline(model.eval(), DDPMScheduler())  # DDIM, as sample.py builds it
         sample_images(pipelines[name], [0], 0, 2)  # warm-up
     peak = matmul_gmacs_per_second()
     print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds; "

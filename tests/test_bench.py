@@ -1,0 +1,26 @@
+"""The benchmarks whose numbers the README quotes still run (at toy sizes: what they measure is not checked here,
+only that the scripts work against the package as it is)."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(script: str, *args: str) -> str:
+    result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_sampling_benchmark_times_every_model_with_the_samplers_sample_py_builds():
+    out = run("bench/sampling.py", "--num", "2", "--steps", "2", "--rounds", "1")
+    for model in ("student (configs/default.yaml)", "shipped teacher", "google/ddpm-cifar10-32 architecture"):
+        assert model in out
+    assert "of peak" in out and "GMAC/s here" in out
+
+
+def test_train_step_benchmark_reports_the_overhead_and_the_folded_blocks():
+    out = run("bench/train_step.py", "--batch-size", "2", "--rounds", "1", "--precision", "no")
+    assert "overhead" in out and "four-band formulation (before)" in out
