@@ -51,3 +51,22 @@ def test_frequency_loss_gradient_is_finite_at_zero_error():
     student = torch.zeros(1, 2, 8, 8, requires_grad=True)
     frequency_loss([(student, torch.zeros(1, 2, 8, 8))], torch.rand(1, 3, 8, 8)).backward()
     assert torch.isfinite(student.grad).all()
+
+
+def test_the_half_spectrum_loss_equals_the_full_spectrum_definition_with_its_gradients():
+    """frequency_loss takes one rfft2 of each difference; the definition is the mean over the full FFT2 grid."""
+    torch.manual_seed(0)
+    x0 = torch.rand(2, 3, 12, 12, dtype=torch.float64) * 2 - 1
+    pairs = [(torch.randn(2, 4, h, w, dtype=torch.float64, requires_grad=True), torch.randn(2, 4, h, w, dtype=torch.float64))
+             for h, w in ((12, 12), (6, 6), (5, 7), (4, 9))]  # even, odd and non-square sizes
+
+    def definition(pairs):
+        return sum((frequency_weight(x0, tuple(t.shape[-2:])) * (torch.fft.fft2(t, norm="ortho")
+                    - torch.fft.fft2(s, norm="ortho")).abs().pow(2)).mean() for s, t in pairs)
+
+    loss = frequency_loss(pairs, x0)
+    fast = torch.autograd.grad(loss, [s for s, _ in pairs])
+    reference = definition(pairs)
+    exact = torch.autograd.grad(reference, [s for s, _ in pairs])
+    assert torch.allclose(loss.double(), reference, rtol=1e-6)
+    assert all(torch.allclose(a.double(), b, rtol=1e-5, atol=1e-8) for a, b in zip(fast, exact))

@@ -43,11 +43,18 @@ def frequency_loss(pairs: FeaturePairs, x0: torch.Tensor, alpha: float = -1.0, e
 
     The orthonormal DFT keeps each term on the scale of the spatial MSE (Parseval): with w = 1,
     mean|FFT2(T) - FFT2(S)|^2 == MSE(T, S).
+
+    Computed as one real FFT of each pair's difference (the DFT is linear): rfft2 keeps the columns 0..w/2 of the
+    spectrum, and every other column is the complex conjugate of one of them (a real signal's spectrum is Hermitian,
+    and so is the weight, a function of |FFT2(x0)|), so the columns that stand for two are counted twice.
     """
     total = x0.new_zeros((), dtype=torch.float32)
     for student, teacher in pairs:
-        weight = frequency_weight(x0, tuple(teacher.shape[-2:]), alpha, eps)
-        difference = torch.fft.fft2(teacher.float(), norm="ortho") - torch.fft.fft2(student.float(), norm="ortho")
-        power = torch.view_as_real(difference).pow(2).sum(-1)  # |.|^2 without abs()'s undefined gradient at 0
-        total = total + (weight * power).mean()
+        height, width = teacher.shape[-2:]
+        columns = torch.ones(width // 2 + 1, device=x0.device)
+        columns[1 : (width + 1) // 2] = 2  # all but the DC column and, at an even width, the Nyquist column
+        weight = frequency_weight(x0, (height, width), alpha, eps)[..., : width // 2 + 1] * columns  # (B, 1, h, w/2+1)
+        difference = torch.fft.rfft2(teacher.float() - student.float(), norm="ortho")
+        squares = torch.view_as_real(difference).square()  # re^2, im^2: |.|^2 without abs()'s undefined gradient at 0
+        total = total + (squares * weight[..., None]).sum() / (teacher.shape[0] * teacher.shape[1] * height * width)
     return total
