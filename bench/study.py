@@ -111,19 +111,37 @@ def rows_done(path: Path) -> dict[str, dict]:
     return {row["key"]: row for row in map(json.loads, path.read_text().splitlines()) if row}
 
 
+class Results:
+    """results.jsonl: the finished rows by key. Each is appended as one whole line (a kill loses at most the set in
+    progress) with ``seconds``, the wall time since this invocation's previous row: the work that made it, a run's
+    training counted in its first row. Their sum is the study's wall time, whatever kills and resumes came between."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows, self.last = path, rows_done(path), time.perf_counter()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def keep(self, row: dict) -> None:
+        now = time.perf_counter()
+        row, self.last = {**row, "seconds": round(now - self.last, 1)}, now
+        self.rows[row["key"]] = row
+        with self.path.open("a") as log:
+            log.write(json.dumps(row) + "\n")
+
+
 def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")) -> list[dict]:
     """Train, sample and score what ``parts`` ask for, reusing everything already in ``study.out``."""
     started = time.perf_counter()
     study.out.mkdir(parents=True, exist_ok=True)
     with folder_lock(study.out, "study"):
-        results = study.out / "results.jsonl"
-        done = rows_done(results)
+        done = Results(study.out / "results.jsonl")
         base = load_config(study.config, list(study.overrides))
         scorer = Scorer(study, base.teacher, base.data.sample_size)
 
         def record(key: str, row: dict, folder: Path) -> None:
             if key not in done:
-                keep(study, done, {"key": key, **row, "scores": scorer(folder)})
+                done.keep({"key": key, **row, "scores": scorer(folder)})
 
         if "steps" in parts:  # the teacher first (deterministic: one seed), the reference of every partial study
             for sampler in study.samplers:
@@ -152,10 +170,17 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
                 if budget == study.budget:
                     probed(study, scorer, done, model, name, {"model": architecture, "losses": losses,
                                                               "budget": budget, "seed": seed})
-        rows = list(done.values())
+        rows = list(done.rows.values())
         write_summary(study, rows)
-        write_json(study.out / "wall_time.json", {"seconds_this_invocation": round(time.perf_counter() - started, 1)})
+        write_json(study.out / "wall_time.json",
+                   {"seconds_this_invocation": round(time.perf_counter() - started, 1), **wall_time(rows)})
     return rows
+
+
+def wall_time(rows: list[dict]) -> dict:
+    """The study's wall time: the sum of its rows' seconds (rows written before rows were timed are counted apart)."""
+    timed = [row["seconds"] for row in rows if "seconds" in row]
+    return {"seconds_of_timed_rows": round(sum(timed), 1), "timed_rows": len(timed), "untimed_rows": len(rows) - len(timed)}
 
 
 def write_summary(study: Study, rows: list[dict]) -> None:
@@ -185,20 +210,13 @@ def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
     return made
 
 
-def probed(study: Study, scorer: Scorer, done: dict[str, dict], checkpoint: Path | str, name: str, row: dict) -> None:
+def probed(study: Study, scorer: Scorer, done: Results, checkpoint: Path | str, name: str, row: dict) -> None:
     """The spectral-bias probe's cut-off radius per t of one model, as a row of results.jsonl."""
     key = f"{name}/probe"
     if key in done:
         return
     probe = spectral_probe({name: load_model(checkpoint)}, scorer.probe_images, study.probe_timesteps)
-    keep(study, done, {"key": key, **row, "probe_timesteps": probe.timesteps, "probe_cutoff": probe.models[name].cutoff})
-
-
-def keep(study: Study, done: dict[str, dict], row: dict) -> None:
-    """A finished row, appended to results.jsonl as one whole line: a kill loses at most the set in progress."""
-    done[row["key"]] = row
-    with (study.out / "results.jsonl").open("a") as log:
-        log.write(json.dumps(row) + "\n")
+    done.keep({"key": key, **row, "probe_timesteps": probe.timesteps, "probe_cutoff": probe.models[name].cutoff})
 
 
 def spread(values: list[float | None]) -> str:
@@ -265,6 +283,9 @@ def main() -> None:
     else:
         rows = run_study(study, tuple(args.parts.split(",")))
     print(summary(rows))
+    wall = wall_time(rows)
+    print(f"wall time: {wall['seconds_of_timed_rows'] / 3600:.2f} h over {wall['timed_rows']} rows"
+          + (f" ({wall['untimed_rows']} rows from before rows were timed not counted)" if wall["untimed_rows"] else ""))
     print(f"results: {study.out / 'results.jsonl'}, {study.out / 'summary.md'}")
 
 

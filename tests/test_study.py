@@ -50,7 +50,12 @@ def test_a_killed_study_goes_on_where_it_stopped_and_ends_as_an_uninterrupted_on
     again = run_study(tiny_study(tiny_teacher, cut))
     by_key = {row["key"]: row for row in again}
     assert by_key.keys() == keys
+    untimed = lambda row: {k: v for k, v in row.items() if k != "seconds"}  # noqa: E731
     for row in whole:  # the same numbers: runs resume exactly, sample folders fill in the same images
-        assert by_key[row["key"]] == row, row["key"]
+        assert untimed(by_key[row["key"]]) == untimed(row), row["key"]
     assert (cut / "summary.md").read_text() == summary
-    assert json.loads((cut / "wall_time.json").read_text())["seconds_this_invocation"] > 0
+    # each row says how long it took; their sum is the study's wall time across the kill
+    wall = json.loads((cut / "wall_time.json").read_text())
+    assert all(row["seconds"] >= 0 for row in again) and wall["timed_rows"] == len(again) and wall["untimed_rows"] == 0
+    assert wall["seconds_of_timed_rows"] == pytest.approx(sum(row["seconds"] for row in again), abs=0.1 * len(again))
+    assert 0 < wall["seconds_this_invocation"] < wall["seconds_of_timed_rows"]  # the resume redid only what was lost
