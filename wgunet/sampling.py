@@ -89,7 +89,7 @@ def image_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + index)  # one stream per (seed, image)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: the images leave as numpy
 def sample_images(pipeline: Pipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
     """uint8 images (B, H, W, C) for the given image indices."""
     generators = [image_generator(seed, i) for i in indices]
