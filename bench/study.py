@@ -12,8 +12,8 @@ Every sample set (``--num-images``, the same per-image noise for every model) is
 patches: HF ratio, LSD, both LFDs, band errors (95% bootstrap intervals within a seed) and FID/KID in the
 teacher's features (labelled: they rank sets scored with this teacher only); every grid student gets the
 spectral-bias probe's cut-off radius per t. Seeds are the outer loop, so that a partial study has whole seeds.
-Writes ``results.jsonl`` (one row per sample set, appended as they finish), ``summary.md`` (mean and spread over
-seeds) and ``steps.png`` / ``budget.png``.
+Writes ``results.jsonl`` (one row per sample set, appended as they finish, each with the wall seconds it took),
+``summary.md`` (mean and spread over seeds), ``steps.png`` / ``budget.png`` and ``wall_time.json`` (the rows' sum).
 """
 
 from __future__ import annotations
