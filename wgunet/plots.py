@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 
@@ -123,10 +124,9 @@ def plot_sweep(curves: dict[str, dict[str, dict[float, list[float]]]], xlabel: s
     a line and the seeds' range as a band. ``curves``: score key (SWEPT_SCORES) -> variant -> x -> one value per seed."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
     cycle = map(matplotlib.colors.to_hex, plt.rcParams["axes.prop_cycle"].by_key()["color"])
-    free = [c for c in cycle if c not in SET_COLOURS.values()]
-    colours = {}
-    for variant in curves[SWEPT_SCORES[0][0]]:  # the sets' fixed colours, then the cycle's other colours in turn
-        colours[variant] = set_colour(variant) or free[len([v for v in colours if not set_colour(v)]) % len(free)]
+    free = itertools.cycle([c for c in cycle if c not in SET_COLOURS.values()])
+    # the sets' fixed colours, then the cycle's other colours in turn
+    colours = {variant: set_colour(variant) or next(free) for variant in curves[SWEPT_SCORES[0][0]]}
     for axis, (key, title) in zip(axes, SWEPT_SCORES):
         for variant, points in curves[key].items():
             xs = sorted(points)
