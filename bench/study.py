@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,6 +280,9 @@ def main() -> None:
                   budgets=tuple(int(b) for b in args.budgets.split(",")), num_images=args.num_images)
     if args.summary_only:
         rows = list(rows_done(study.out / "results.jsonl").values())
+        if not rows:
+            sys.exit(f"error: {study.out} holds no study results (results.jsonl): run bench/study.py --out "
+                     f"{study.out} without --summary-only first")
         write_summary(study, rows)
     else:
         rows = run_study(study, tuple(args.parts.split(",")))

@@ -59,3 +59,13 @@ def test_a_killed_study_goes_on_where_it_stopped_and_ends_as_an_uninterrupted_on
     assert all(row["seconds"] >= 0 for row in again) and wall["timed_rows"] == len(again) and wall["untimed_rows"] == 0
     assert wall["seconds_of_timed_rows"] == pytest.approx(sum(row["seconds"] for row in again), abs=0.1 * len(again))
     assert 0 < wall["seconds_this_invocation"] < wall["seconds_of_timed_rows"]  # the resume redid only what was lost
+
+
+def test_summary_only_on_a_folder_without_results_says_so(tmp_path):
+    import subprocess
+
+    result = subprocess.run([sys.executable, "bench/study.py", "--out", str(tmp_path / "none"), "--summary-only"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "holds no study results" in result.stderr and "without --summary-only first" in result.stderr
+    assert not (tmp_path / "none").exists()  # nothing written where nothing was run
