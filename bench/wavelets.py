@@ -8,6 +8,8 @@ Each timing is the median of several rounds of repeated calls, all in this one p
 compare like with like. Two conditions: "hot" calls each transform on the same tensor, which then sits
 in the 32 MiB L3 cache (x.clone() is unusually cheap there); "cold" rotates through a pool of inputs
 larger than L3, as activations arrive inside a network. Peers that are not installed are skipped.
+Rows marked torch.compile are the steady state after compilation (Inductor's C++ on CPU); the compile time of
+each, paid once at its first call, is printed apart.
 """
 
 from __future__ import annotations
@@ -19,6 +21,24 @@ import time
 import torch
 
 from wgunet.wavelets import dwt2, gated_dwt2, gated_expand_idwt2, idwt2
+
+COMPILE_SECONDS: dict[str, float] = {}
+
+
+def compiled(name: str, fn):
+    """``torch.compile(fn)``, whose first call without and with gradients (each compiles a graph) is timed into
+    COMPILE_SECONDS."""
+    fast = torch.compile(fn, dynamic=False)
+
+    def call(*args):
+        key = f"{name} ({'forward + backward' if torch.is_grad_enabled() else 'forward'})"
+        if key in COMPILE_SECONDS:
+            return fast(*args)
+        start = time.perf_counter()
+        out = fast(*args)
+        COMPILE_SECONDS[key] = time.perf_counter() - start
+        return out
+    return call
 
 
 def median_ms(fn, inputs: list[torch.Tensor], repeats: int = 20, rounds: int = 9) -> float:
@@ -34,11 +54,16 @@ def median_ms(fn, inputs: list[torch.Tensor], repeats: int = 20, rounds: int = 9
     return statistics.median(times)
 
 
+ON_BANDS = ("wgunet idwt2 (haar), on bands", "wgunet idwt2 (haar), torch.compile, on bands")  # take dwt2's output
+
+
 def transforms() -> dict:
     found = {
         "x.clone()": torch.clone,
         "wgunet dwt2 (haar)": dwt2,
-        "wgunet idwt2 (haar), on bands": None,  # filled per condition: it takes dwt2's output
+        "wgunet idwt2 (haar), on bands": idwt2,
+        "wgunet dwt2 (haar), torch.compile": compiled("dwt2", dwt2),
+        "wgunet idwt2 (haar), torch.compile, on bands": compiled("idwt2", idwt2),
         "wgunet dwt2 (db2, conv path)": lambda x: dwt2(x, "db2"),
     }
     try:
@@ -66,10 +91,7 @@ def main() -> None:
     for condition, inputs in conditions.items():
         bands = [dwt2(x) for x in inputs]
         for name, fn in transforms().items():
-            if fn is None:
-                results[name, condition] = median_ms(idwt2, bands)
-            else:
-                results[name, condition] = median_ms(fn, inputs)
+            results[name, condition] = median_ms(fn, bands if name in ON_BANDS else inputs)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, x = {shape} float32, no grad\n")
     print("| transform | hot ms | hot / clone | cold ms | cold / clone | cold, vs wgunet haar |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -82,11 +104,13 @@ def main() -> None:
 
 
 def block_functions(channels: int) -> dict:
-    """name -> (function of x, whether it is the four-band formulation); gates and 1x1 weights fixed."""
+    """name -> function of x; gates and 1x1 weights fixed."""
     gates = torch.rand(32, 4, channels, 1, 1)
     weight, bias = torch.randn(4 * channels, channels, 1, 1) / channels**0.5, torch.zeros(4 * channels)
+    compiled_down = compiled("WG-Down", lambda x: gated_dwt2(x, gates))
     return {
         "WG-Down, gates folded (now)": lambda x: gated_dwt2(x, gates),
+        "WG-Down, gates folded, torch.compile": compiled_down,
         "WG-Down, four bands (before)": lambda x: (gates * dwt2(x)).sum(1),
         "WG-Up incl. its 1x1 expand, folded (now)": lambda x: gated_expand_idwt2(x, weight, bias, gates),
         "WG-Up incl. its 1x1 expand, four bands (before)": lambda x: idwt2(
@@ -113,6 +137,8 @@ def blocks() -> None:
     for name in functions:
         (fh, bh), (fc, bc) = rows[name, "hot"], rows[name, "cold"]
         print(f"| {name} | {fh:.1f}x | {fc:.1f}x | {bh:.1f}x | {bc:.1f}x |")
+    print("\ntorch.compile, first call (compilation), apart from the steady state above: "
+          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in COMPILE_SECONDS.items()))
 
 
 if __name__ == "__main__":

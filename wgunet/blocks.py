@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .wavelets import _wavelet, gated_dwt2, gated_expand_idwt2
+from .wavelets import check_wavelet, gated_dwt2, gated_expand_idwt2
 
 # Initial gate values per band (LL, LH, HL, HH). With orthonormal Haar, LL+LH+HL+HH = 2*x[0::2, 0::2],
 # so equal gates would make a fresh WG-Down plain aliased subsampling. LL at 0.5 turns it into a 2x2
@@ -55,7 +55,7 @@ class WGDown(nn.Module):
 
     def __init__(self, channels: int, temb_channels: int | None = None, gate_hidden: int = 16, wavelet: str = "haar"):
         super().__init__()
-        _wavelet(wavelet)  # fail at construction, not at the first forward
+        check_wavelet(wavelet)  # fail at construction, not at the first forward
         self.wavelet = wavelet
         self.gate = SubbandGate(channels, channels, temb_channels, gate_hidden)
 
@@ -81,7 +81,7 @@ class WGUp(nn.Module):
         wavelet: str = "haar",
     ):
         super().__init__()
-        _wavelet(wavelet)
+        check_wavelet(wavelet)
         self.wavelet = wavelet
         self.out_channels = out_channels or channels
         self.expand = nn.Conv2d(channels, 4 * self.out_channels, kernel_size=1)

@@ -25,7 +25,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import WGDown, WGUp
-from .wavelets import _wavelet
+from .wavelets import check_wavelet
 
 
 @dataclass
@@ -74,7 +74,7 @@ class WGUNet(ModelMixin, ConfigMixin):
         widths = list(block_out_channels)
         resolutions = [sample_size // 2**i for i in range(len(widths))]
         self._check_config(sample_size, widths, resolutions, attention_resolutions, attention_head_dim, norm_num_groups)
-        _wavelet(wavelet)
+        check_wavelet(wavelet)
 
         temb_dim = 4 * widths[0]
         gate_temb = temb_dim if gate_on_time else None
