@@ -7,7 +7,9 @@ Speed does not depend on the weights, so the models are built from their configs
 from configs/teacher.yaml, the student from configs/default.yaml) with random weights; nothing is
 downloaded. Each round times every model once, in turn; the median over rounds is reported. Each model's
 achieved arithmetic rate (GMACs per image x steps x images/s) is set against the machine's matmul rate measured
-in the same run (a 2048 x 2048 torch.mm), the fraction of peak each model reaches.
+in the same run (a 2048 x 2048 torch.mm), the fraction of peak each model reaches. With --compile every model
+runs through torch.compile as `sample.py --compile` runs it, compiled afresh for each batch size (as one sample.py
+run compiles for its batch); the compilation (the first call) is timed and printed apart from the steady state.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
+from wgunet.compilation import compiled
 from wgunet.config import load_config
 from wgunet.sampling import build_pipeline, sample_images
 from wgunet.stats import count_parameters, macs_per_image
@@ -32,6 +35,7 @@ def main() -> None:
                         "batch 16 and sample.py's default batch at 32x32)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model, as sample.py --compile does")
     args = parser.parse_args()
     torch.manual_seed(0)
     models = {
@@ -44,10 +48,20 @@ def main() -> None:
         pipelines[name] = build_pipeline(model.eval(), DDPMScheduler())  # DDIM, as sample.py builds it
         sample_images(pipelines[name], [0], 0, 2)  # warm-up
     peak = matmul_gmacs_per_second()
-    print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds; "
-          f"torch.mm 2048^2 reaches {peak:.0f} GMAC/s here")
+    print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds, "
+          f"{'torch.compile' if args.compile else 'eager'}; torch.mm 2048^2 reaches {peak:.0f} GMAC/s here")
     student = next(iter(models))
     for num in (int(n) for n in args.num.split(",")):
+        if args.compile:
+            torch._dynamo.reset()  # a fresh compilation at this batch size, as one sample.py run makes
+            compile_seconds = {}
+            for name, pipeline in pipelines.items():
+                compiled(pipeline.unet)
+                start = time.perf_counter()
+                sample_images(pipeline, list(range(num)), 0, 1)
+                compile_seconds[name] = time.perf_counter() - start
+            print(f"\nbatch {num}: compilation (first call, not in the speeds): "
+                  + ", ".join(f"{name} {s:.0f} s" for name, s in compile_seconds.items()))
         seconds = {name: [] for name in models}
         for _ in range(args.rounds):
             for name, pipeline in pipelines.items():
