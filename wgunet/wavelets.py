@@ -94,7 +94,7 @@ def _haar_synthesis(bands: torch.Tensor) -> torch.Tensor:
 
 
 # Under torch.compile the same sums are written as one expression per band: Inductor fuses each transform into a
-# single loop over the input (2x a clone() where the eager butterflies take 3.4-4x, bench/wavelets.py), while in
+# single loop over the input (2x a clone() where the eager butterflies take 3.4-5.5x, bench/wavelets.py), while in
 # eager mode that expression would cost a pass per operator. Autograd differentiates it; no adjoint needed.
 
 
