@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
-from wgunet.compilation import compiled
+from wgunet.compilation import compile_problem, compiled
 from wgunet.config import load_config
 from wgunet.sampling import build_pipeline, sample_images
 from wgunet.stats import count_parameters, macs_per_image
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model, as sample.py --compile does")
     args = parser.parse_args()
+    if args.compile and compile_problem():  # compiled() would fall back to eager under a "torch.compile" label
+        sys.exit(f"error: torch.compile is not possible here ({compile_problem()}); run without --compile")
     torch.manual_seed(0)
     models = {
         "student (configs/default.yaml)": WGUNet(**load_config("configs/default.yaml").student),
