@@ -192,9 +192,12 @@ def write_summary(study: Study, rows: list[dict]) -> None:
 
 def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
     """steps.png: the scores against DDIM steps (every grid variant and the teacher); budget.png: against the
-    training budget (the budget sweep, scored with ``scored_with``)."""
+    training budget (the budget sweep, scored with ``scored_with``; the teacher's score there as a dashed level)."""
     made = {}
     scored = [r for r in rows if "scores" in r]
+    teacher = [r for r in scored if r["model"] == "teacher" and (r["sampler"], r["steps"]) == tuple(study.scored_with)]
+    teacher_level = {f"teacher ({' '.join(map(str, study.scored_with))})":
+                     {key: teacher[0]["scores"][key]["value"] for key, _ in SWEPT_SCORES}} if teacher else {}
     for name, xlabel, x_of, keep in (
             ("steps.png", "DDIM steps", lambda r: r["steps"],
              lambda r: r["sampler"] == "ddim" and r["budget"] in (0, study.budget)),
@@ -207,7 +210,7 @@ def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
             for key in curves:
                 curves[key].setdefault(variant, {}).setdefault(x_of(row), []).append(row["scores"][key]["value"])
         if any(len(points) > 1 for points in curves["high_frequency_ratio"].values()):  # a line, not a dot
-            made[name] = plot_sweep(curves, xlabel)
+            made[name] = plot_sweep(curves, xlabel, teacher_level if name == "budget.png" else None)
     return made
 
 

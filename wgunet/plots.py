@@ -119,9 +119,11 @@ SWEPT_SCORES = (("high_frequency_ratio", "high-frequency ratio (1 = real; log sc
                 ("log_spectral_distance_db", "log-spectral distance (dB, 0 = real)"))
 
 
-def plot_sweep(curves: dict[str, dict[str, dict[float, list[float]]]], xlabel: str) -> bytes:
+def plot_sweep(curves: dict[str, dict[str, dict[float, list[float]]]], xlabel: str,
+               references: dict[str, dict[str, float]] | None = None) -> bytes:
     """Scores against a swept setting (sampling steps, training budget), log x: per variant the mean over seeds as
-    a line and the seeds' range as a band. ``curves``: score key (SWEPT_SCORES) -> variant -> x -> one value per seed."""
+    a line and the seeds' range as a band. ``curves``: score key (SWEPT_SCORES) -> variant -> x -> one value per seed;
+    ``references``: label -> score key -> a value not swept (e.g. the teacher's), drawn as a dashed level."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
     cycle = map(matplotlib.colors.to_hex, plt.rcParams["axes.prop_cycle"].by_key()["color"])
     free = itertools.cycle([c for c in cycle if c not in SET_COLOURS.values()])
@@ -133,6 +135,8 @@ def plot_sweep(curves: dict[str, dict[str, dict[float, list[float]]]], xlabel: s
             line, = axis.plot(xs, [np.mean(points[x]) for x in xs], "o-", label=variant, color=colours[variant])
             axis.fill_between(xs, [min(points[x]) for x in xs], [max(points[x]) for x in xs], color=line.get_color(),
                               alpha=0.2, linewidth=0)
+        for label, scores in (references or {}).items():
+            axis.axhline(scores[key], color=set_colour(label) or "black", linestyle="--", linewidth=1, label=label)
         axis.axhline(1.0 if key == "high_frequency_ratio" else 0.0, color=set_colour("real"), linewidth=1)
         axis.set_xscale("log")
         if key == "high_frequency_ratio":
