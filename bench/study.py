@@ -10,7 +10,7 @@ goes on where it stopped; one study per folder at a time, a lock in the folder):
 3. steps: the teacher and every grid student sampled with DDIM 5 / 10 / 20 / 50 / 100 and DPM-Solver++ 10 / 20.
 Every sample set (``--num-images``, the same per-image noise for every model) is scored against the held-out
 patches: HF ratio, LSD, both LFDs, band errors (95% bootstrap intervals within a seed) and FID/KID in the
-teacher's features (labelled: they rank sets scored with this teacher only); every grid student gets the
+teacher's features (labelled: they rank sets scored with this teacher only); every trained student gets the
 spectral-bias probe's cut-off radius per t. Seeds are the outer loop, so that a partial study has whole seeds.
 Writes ``results.jsonl`` (one row per sample set, appended as they finish, each with the wall seconds it took),
 ``summary.md`` (mean and spread over seeds), ``steps.png`` / ``budget.png`` and ``wall_time.json`` (the rows' sum).
@@ -168,9 +168,8 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
                            "sampler": sampler[0], "steps": sampler[1]}
                     if key not in done:
                         record(key, row, sampled(study, model, name, sampler))
-                if budget == study.budget:
-                    probed(study, scorer, done, model, name, {"model": architecture, "losses": losses,
-                                                              "budget": budget, "seed": seed})
+                probed(study, scorer, done, model, name, {"model": architecture, "losses": losses, "budget": budget,
+                                                          "seed": seed})
         rows = list(done.rows.values())
         write_summary(study, rows)
         write_json(study.out / "wall_time.json",
@@ -257,14 +256,14 @@ def summary(rows: list[dict]) -> str:
                      + " | ".join(cells) + " |")
     probes: dict[tuple, list[dict]] = {}
     for row in (r for r in rows if "probe_cutoff" in r):
-        probes.setdefault((row["model"], row["losses"]), []).append(row)
+        probes.setdefault((row["model"], row["losses"], row["budget"]), []).append(row)
     if probes:
         timesteps = next(iter(probes.values()))[0]["probe_timesteps"]
-        lines += ["", "| model | losses | seeds | " + " | ".join(f"cut-off t={t}" for t in timesteps) + " |",
-                  "|---|---|---:|" + "---|" * len(timesteps)]
-        for (model, losses), members in sorted(probes.items(), key=lambda g: _order(g[0])):
+        lines += ["", "| model | losses | budget | seeds | " + " | ".join(f"cut-off t={t}" for t in timesteps) + " |",
+                  "|---|---|---:|---:|" + "---|" * len(timesteps)]
+        for (model, losses, budget), members in sorted(probes.items(), key=lambda g: _order(g[0])):
             cells = [spread([m["probe_cutoff"][i] for m in members]) for i in range(len(timesteps))]
-            lines.append(f"| {model} | {losses} | {len(members)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {model} | {losses} | {budget or '-'} | {len(members)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
