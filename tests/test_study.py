@@ -69,3 +69,23 @@ def test_summary_only_on_a_folder_without_results_says_so(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "holds no study results" in result.stderr and "without --summary-only first" in result.stderr
     assert not (tmp_path / "none").exists()  # nothing written where nothing was run
+
+
+def test_the_sweep_plot_draws_each_reference_level_in_its_sets_colour():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from wgunet.plots import SWEPT_SCORES, plot_sweep, set_colour
+
+    curves = {key: {"student": {250: [4.0, 5.0], 1000: [2.0, 3.0]}} for key, _ in SWEPT_SCORES}
+    assert set_colour("teacher") == "#1f77b4" and set_colour("student") == "#ff7f0e"  # blue level, orange curve
+
+    def teacher_pixels(png: bytes) -> int:  # blue-dominant pixels (the 1-px line is antialiased into white)
+        r, g, b = np.moveaxis(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int), -1, 0)
+        return int(((b - r > 60) & (b - g > 20)).sum())
+
+    plain = plot_sweep(curves, "training steps")
+    levelled = plot_sweep(curves, "training steps", {"teacher (ddim 50)": {key: 2.5 for key, _ in SWEPT_SCORES}})
+    assert teacher_pixels(plain) == 0 and teacher_pixels(levelled) > 100
