@@ -13,7 +13,9 @@ import sys
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="model folder, pipeline folder, training run folder, or Hub id")
-    parser.add_argument("--num", type=int, default=64, help="number of images (default 64)")
+    parser.add_argument("--num", "--num-images", dest="num", type=int, default=64,
+                        help="number of images (default 64); under torchrun spell it --num-images (torchrun reads "
+                        "--num as its own --numa-binding)")
     parser.add_argument("--out", required=True, help="output folder for the PNGs, grid.png and samples.npz")
     parser.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"],
                         help="sampler (default ddim): ddpm = ancestral DDPM, ddim = deterministic DDIM (eta 0), "
