@@ -136,7 +136,7 @@ def test_two_processes_split_the_feature_extraction_and_both_get_every_row(tmp_p
 
     script = tmp_path / "split.py"
     script.write_text(f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n" + SPLIT_FEATURES)
-    result = launch(str(script), 2, tmp_path, str(tmp_path))
+    result = launch(str(script), 2, str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads((tmp_path / f"{process}.json").read_text()) for process in (0, 1)]
     # batches of 2 at 0, 2, 4, 6, 8: process 0 embeds 0, 4, 8 (5 images), process 1 embeds 2, 6 (4 images)

@@ -163,7 +163,7 @@ def test_a_report_on_two_processes_equals_the_one_process_report(tiny_student, t
     one = subprocess.run([sys.executable, "eval.py", "report", *settings, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # as launched
     assert one.returncode == 0, one.stderr[-3000:]
-    two = launch("eval.py", 2, tmp_path, "report", *settings, "--out", str(tmp_path / "two"))
+    two = launch("eval.py", 2, "report", *settings, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("report: ") == 1  # the main process reports; the other sampled its share
     a, b = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
