@@ -1,3 +1,4 @@
+import collections
 import importlib.util
 import json
 import shutil
@@ -10,6 +11,7 @@ import pytest
 import torch
 import yaml
 from diffusers import DDPMPipeline
+from diffusers.training_utils import EMAModel
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -80,7 +82,9 @@ def test_all_three_loss_terms_fall_distilling_from_the_shipped_teacher(tmp_path)
         assert last < 0.7 * first, (term, first, last)
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, monkeypatch):
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, monkeypatch, log_every):
+    """Read at every step or only at log and checkpoint steps, the first non-finite step is the one named."""
     import wgunet.training as training
 
     calls = {"n": 0}
@@ -94,7 +98,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, m
         return terms
 
     monkeypatch.setattr(training, "loss_terms", poisoned)
-    config = load_config(None, tiny_run)
+    config = load_config(None, tiny_run + [f"log_every={log_every}"])
     with pytest.raises(RunError, match=r"non-finite loss at step 5 .*freq nan.*step-000003.*--resume"):
         train(config)
     assert latest_checkpoint(config.output_dir).name == "step-000003"
@@ -224,6 +228,20 @@ def test_warmup_is_capped_at_a_tenth_of_the_run_so_short_runs_reach_their_learni
     assert rates[reached_at - 1] < 0.01
 
 
+def test_a_constant_schedule_holds_the_learning_rate_after_its_warmup():
+    from wgunet.training import build_lr_schedule
+
+    config = load_config(None, ["max_steps=1000", "warmup_steps=20", "lr=0.01", "lr_schedule=constant"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    schedule = build_lr_schedule(optimizer, config)
+    rates = []
+    for _ in range(config.max_steps):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert rates[10] == pytest.approx(0.005) and rates[20:] == [pytest.approx(0.01)] * 980
+
+
 def test_metrics_and_hyperparameters_reach_tensorboard(tiny_run):
     """log_with=tensorboard: every logged row of metrics.jsonl is in the event files, and the config is stored as
     hyper-parameters, the evaluation during training as scalars and its grid as an image; an uninstalled tracker
@@ -288,3 +306,82 @@ def test_push_to_hub_sends_the_final_export_and_a_failed_push_keeps_it(tiny_run,
     assert (final / "model_index.json").is_file()
     with pytest.raises(HubError, match="not an exported model folder"):
         push_export(final.parent, "me/student")
+
+
+HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__format__", "cpu", "numpy")
+
+
+def host_reads_of(work, monkeypatch) -> collections.Counter:
+    """How often ``work()`` reads a tensor back to the host (each such read waits for the device to finish)."""
+    counts = collections.Counter()
+    for name in HOST_READS:
+        def counted(self, *args, _real=getattr(torch.Tensor, name), _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    try:
+        work()
+    finally:
+        monkeypatch.undo()
+    return counts
+
+
+def test_the_training_steps_between_log_steps_never_wait_for_the_device(tiny_run, monkeypatch):
+    """Runs of 4 and 12 steps that log and checkpoint only at their end (one epoch each) read tensors back to the
+    host equally often: the 8 extra steps read nothing."""
+    def run(steps: int) -> collections.Counter:
+        config = load_config(None, tiny_run + [f"max_steps={steps}", f"log_every={steps}", f"checkpoint_every={steps}",
+                                               "data.patches_per_image=16", "log_with=none",
+                                               f"output_dir={Path(tiny_run[-1].split('=', 1)[1]) / str(steps)}"])
+        return host_reads_of(lambda: train(config), monkeypatch)
+
+    short, long = run(4), run(12)
+    assert short and long == short, (short, long)
+
+
+def test_accumulation_over_a_loader_it_does_not_divide_resumes_exactly_and_logs_each_group_mean(tiny_run, tmp_path,
+                                                                                                 monkeypatch):
+    """84 patches in batches of 8 are 10 batches an epoch; accumulating 3, Accelerate closes each epoch's last group
+    after 1 batch: 4 optimizer steps an epoch. A run resumed from step 4 repeats the uninterrupted one, and each
+    logged loss is the mean over its group's batches (3, 3, 3, 1, ...)."""
+    import wgunet.training as training
+
+    losses, real = [], training.loss_terms
+    monkeypatch.setattr(training, "loss_terms", lambda *a, **k: losses.append(t := real(*a, **k)) or t)
+    overrides = tiny_run + ["gradient_accumulation_steps=3", "max_steps=8", "checkpoint_every=4"]
+    config = load_config(None, overrides)
+    train(config)
+    run = Path(config.output_dir)
+    rows = metrics(run)
+    groups = [3, 3, 3, 1] * 2
+    starts = np.cumsum([0] + groups)
+    for row, first, last in zip(rows, starts, starts[1:]):
+        assert row["loss"] == pytest.approx(float(np.mean([t["loss"].item() for t in losses[first:last]])), rel=1e-6)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(run, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-000008")
+    shutil.rmtree(resumed / "model")
+    train(load_config(None, overrides + [f"output_dir={resumed}"]), resume=True)
+    assert metrics(resumed) == rows
+    a, b = (load_file(r / "checkpoints" / "step-000008" / "model.safetensors") for r in (run, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_restored_state_lives_on_the_models_device(tiny_run):
+    """Checkpoints are read on the CPU; every restored tensor (weights, optimizer moments, EMA shadow weights) is
+    put where the model is (here the meta device stands in for a GPU)."""
+    from wgunet.training import read_checkpoint, restore
+
+    config = load_config(None, tiny_run)
+    train(config)
+    state = read_checkpoint(latest_checkpoint(config.output_dir), 0)
+    model = build_models(config).trainable
+    ema = EMAModel(model.student.parameters(), foreach=True)
+    model.to("meta")
+    optimizer = torch.optim.AdamW(model.parameters(), fused=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    restore(state, Path("checkpoint"), model, optimizer, schedule, ema, torch.Generator(), Path("run"))
+    restored = [*model.parameters(), *ema.shadow_params,
+                *(t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor))]
+    assert len(restored) > 3 * len(list(model.parameters())) and {t.device.type for t in restored} == {"meta"}

@@ -102,6 +102,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100  # capped at 10% of max_steps (training.build_lr_schedule)
+    # after the warmup: "cosine" decays to 0 at max_steps; "constant" holds lr (an open-ended run that may be
+    # stopped and resumed with a larger max_steps any time, as DDPM (Ho et al., NeurIPS 2020) trained)
+    lr_schedule: str = "cosine"
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True
@@ -261,6 +264,7 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("loss.eps", _positive, "positive (it keeps |DFT(x0)|^alpha finite)"),
 ]
 CHOICES = {"teacher_dtype": ("auto", "float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
+           "lr_schedule": ("cosine", "constant"),
            "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"),
            "eval.scheduler": ("ddim", "ddpm", "dpm++"),
            "loss.freq_reference": ("latent", "image"), "eval.features": ("auto", "teacher", "inception", "dinov2")}

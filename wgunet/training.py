@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -169,12 +170,13 @@ def loss_terms(model, scheduler, teacher, taps, images, generator: torch.Generat
 
     With a latent teacher's ``autoencoder`` the diffusion's x0 is the (frozen) encoding of the images.
     """
-    cpu = dict(generator=generator, device="cpu")
-    flip = torch.rand(images.shape[0], **cpu) < (0.5 if config.data.hflip else 0.0)
-    images = torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+    # drawn where the batch is (the generator lives on the model's device): no copy between host and device
+    on = dict(generator=generator, device=generator.device)
+    flip = torch.rand(images.shape[0], **on) < (0.5 if config.data.hflip else 0.0)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
     x0 = autoencoder.encode(images) if autoencoder is not None else images
-    noise = torch.randn(x0.shape, **cpu).to(x0.device)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), **cpu).to(x0.device)
+    noise = torch.randn(x0.shape, **on)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), **on)
     noisy = scheduler.add_noise(x0, noise, t)
     target = training_target(scheduler, x0, noise, t)
     output = model(noisy, t)
@@ -271,12 +273,14 @@ MAX_WARMUP_FRACTION = 0.1
 
 
 def build_lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup, then cosine decay to 0 at ``max_steps``.
+    """Linear warmup, then cosine decay to 0 at ``max_steps`` (or, with ``lr_schedule: constant``, ``lr`` held).
 
     Warmup is capped at 10% of ``max_steps``: a short run (max_steps=50 with the default warmup of 100) still
     reaches its learning rate and spends most of its steps near it.
     """
     warmup = min(config.warmup_steps, int(MAX_WARMUP_FRACTION * config.max_steps))
+    if config.lr_schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup)
     return get_cosine_schedule_with_warmup(optimizer, warmup, config.max_steps)
 
 
@@ -316,31 +320,23 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
                             "lower batch_size or add images")
     workers = loader_workers(config.data, data, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=workers)
-    optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay,
+                                  fused=fused_adam(accelerator.device))
     lr_schedule = build_lr_schedule(optimizer, config)
     exported = model.student if isinstance(model, Distiller) else model
     size = sum(p.numel() for p in exported.parameters())
     if config.compile:
         compiled(model)
-    ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup)
+    ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema.to(accelerator.device)
-    generator = torch.Generator().manual_seed(config.seed + 7919 * accelerator.process_index)  # own noise per process
+    # this process's noise, timesteps and flips, drawn on the model's device (its own stream per process)
+    generator = torch.Generator(accelerator.device).manual_seed(config.seed + 7919 * accelerator.process_index)
     latest, state = run.resume_point(lambda f: read_checkpoint(f, accelerator.process_index)) if resume else (None, None)
     step = 0
     if state is not None:
-        try:
-            accelerator.unwrap_model(model).load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            lr_schedule.load_state_dict(state["training"]["lr_schedule"])
-            ema.load_state_dict(state["training"]["ema"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            raise TrainingError(f"checkpoint {str(latest)!r} does not fit this config ({str(error).splitlines()[0]}): "
-                                f"resume with the config it was trained with ({output_dir / 'config.yaml'})") from None
-        step = state["training"]["step"]
-        if state["process"] is not None:
-            generator.set_state(state["process"]["step_generator"])
-            set_random_states(state["process"]["random"])
+        step = restore(state, latest, accelerator.unwrap_model(model), optimizer, lr_schedule, ema, generator,
+                       output_dir)
     if accelerator.is_main_process:
         run.open_log(step)
         run.write_config(to_dict(config))
@@ -350,39 +346,57 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     def card(scores: TrainingEvaluation | None) -> str:  # the export's model card at this step
         return model_card(config, step, size, scores, autoencoder.component if autoencoder else None)
 
+    # Accelerate closes an epoch's last, partial accumulation group early: an epoch is ceil(batches / accumulation)
+    # optimizer steps, and the data order is back where it stood at the checkpoint after skipping this many batches
     accumulation = config.gradient_accumulation_steps
-    epoch, skip = divmod(step * accumulation, len(loader))  # where the data order stood at the checkpoint
-    running, evaluation = 0, None
+    epoch, done = divmod(step, -(-len(loader) // accumulation))
+    skip = done * accumulation
+    # Nothing in a step waits for the device: the loss terms stay there and are read at log and checkpoint steps;
+    # a non-finite loss is noted on the device (the first such step) and stops the run when it is next read.
+    terms_sum, micro_batches, evaluation = 0, 0, None
+    first_bad = torch.zeros((), dtype=torch.long, device=accelerator.device)  # 0: every loss so far was finite
+    bad_values = None  # the loss terms at step first_bad
+
+    def stop_if_non_finite() -> None:
+        if first_bad.item():
+            raise run.non_finite(int(first_bad), _format(terms, bad_values), "lower lr or use mixed_precision=no")
+
     while step < config.max_steps:
         loader.set_epoch(epoch)
         for x0 in accelerator.skip_first_batches(loader, skip) if skip else loader:
             with accelerator.accumulate(model):
                 terms = loss_terms(model, scheduler, teacher, taps, x0, generator, config, autoencoder)
                 values = accelerator.reduce(torch.stack(list(terms.values())).detach().float(), "mean")
-                if not torch.isfinite(values).all():
-                    raise run.non_finite(step + 1, _format(terms.keys(), values), "lower lr or use mixed_precision=no")
+                newly_bad = (first_bad == 0) & ~torch.isfinite(values).all()
+                first_bad = torch.where(newly_bad, step + 1, first_bad)
+                bad_values = values if bad_values is None else torch.where(newly_bad, values, bad_values)
                 accelerator.backward(terms["loss"])
                 if accelerator.sync_gradients and config.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            running = running + values / accumulation
+            terms_sum, micro_batches = terms_sum + values, micro_batches + 1
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            values, terms_sum, micro_batches = terms_sum / micro_batches, 0, 0  # the mean over the group's batches
             lr_schedule.step()
             ema.step(exported.parameters())
-            metrics = {"step": step, **dict(zip(terms, running.tolist())), "lr": lr_schedule.get_last_lr()[0]}
-            running = 0
             bar.update()
-            bar.set_postfix_str(_format(terms, [metrics[k] for k in terms]))
-            if accelerator.is_main_process and (step % config.log_every == 0 or step == config.max_steps):
-                run.log(metrics)
-                accelerator.log(metrics, step=step)
-            if step % config.checkpoint_every == 0 or step == config.max_steps:
+            last = step == config.max_steps
+            if step % config.log_every == 0 or last:
+                stop_if_non_finite()
+                metrics = {"step": step, **dict(zip(terms, values.tolist())), "lr": lr_schedule.get_last_lr()[0]}
+                bar.set_postfix_str(_format(terms, [metrics[k] for k in terms]))
+                if accelerator.is_main_process:
+                    run.log(metrics)
+                    accelerator.log(metrics, step=step)
+            if step % config.checkpoint_every == 0 or last:
+                stop_if_non_finite()
                 save_checkpoint(accelerator, run, step, model, optimizer, lr_schedule, ema, generator, exported,
                                 scheduler, config.keep_checkpoints, card(evaluation), autoencoder)
-            if monitor and (step % config.eval_every == 0 or step == config.max_steps):
+            if monitor and (step % config.eval_every == 0 or last):
+                stop_if_non_finite()
                 bar.set_postfix_str(f"evaluating step {step}")
                 evaluation = evaluate(accelerator, monitor, run, exported, ema, scheduler, step, card)
             if step >= config.max_steps:
@@ -400,6 +414,35 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     if config.push_to_hub and accelerator.is_main_process:  # after the export is safe on disk
         print(f"pushed: {push_export(final, config.hub_model_id)}")
     return final
+
+
+def fused_adam(device: torch.device) -> bool:
+    """AdamW's fused kernel where the device has one: one launch per step instead of several per parameter, and no
+    host read of its step count (the for-loop and foreach versions read it with .item() every step)."""
+    return device.type in ("cuda", "cpu", "mps", "xpu")
+
+
+def restore(state: dict[str, Any], folder: Path, model: nn.Module, optimizer, lr_schedule, ema: EMAModel,
+            generator: torch.Generator, output_dir: Path) -> int:
+    """Put a checkpoint's state (read on the CPU) into the run, every tensor on the model's device; the step."""
+    device = next(model.parameters()).device
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])  # torch casts its state to each parameter's device
+        lr_schedule.load_state_dict(state["training"]["lr_schedule"])
+        ema.load_state_dict(state["training"]["ema"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise TrainingError(f"checkpoint {str(folder)!r} does not fit this config ({str(error).splitlines()[0]}): "
+                            f"resume with the config it was trained with ({output_dir / 'config.yaml'})") from None
+    ema.to(device)  # load_state_dict put the shadow weights back on the CPU
+    if state["process"] is not None:
+        set_random_states(state["process"]["random"])
+        try:
+            generator.set_state(state["process"]["step_generator"])
+        except RuntimeError:  # a CPU generator's state on a GPU, or the reverse
+            print(f"warning: {str(folder)!r} was saved on another kind of device; the step noise restarts from the "
+                  "seed, so the resumed run will not repeat the uninterrupted one", file=sys.stderr)
+    return state["training"]["step"]
 
 
 def _format(names, values) -> str:
