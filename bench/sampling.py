@@ -50,10 +50,12 @@ def main() -> None:
     for name, model in models.items():
         pipelines[name] = build_pipeline(model.eval(), DDPMScheduler())  # DDIM, as sample.py builds it
         sample_images(pipelines[name], [0], 0, 2)  # warm-up
-    peak = matmul_gmacs_per_second()
-    print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds, "
-          f"{'torch.compile' if args.compile else 'eager'}; torch.mm 2048^2 reaches {peak:.0f} GMAC/s here")
     student = next(iter(models))
+    device = pipelines[student].device
+    peak = matmul_gmacs_per_second(device)
+    print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds, "
+          f"{'torch.compile' if args.compile else 'eager'}; torch.mm 2048^2 reaches {peak:.0f} GMAC/s here "
+          f"(float32, on {device}, where the models run)")
     for num in (int(n) for n in args.num.split(",")):
         if args.compile:
             torch._dynamo.reset()  # a fresh compilation at this batch size, as one sample.py run makes
@@ -69,7 +71,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, pipeline in pipelines.items():
                 start = time.perf_counter()
-                sample_images(pipeline, list(range(num)), 0, args.steps)
+                sample_images(pipeline, list(range(num)), 0, args.steps)  # returns numpy: the device has finished
                 seconds[name].append(time.perf_counter() - start)
         speed = {name: num / statistics.median(s) for name, s in seconds.items()}
         print(f"\nbatch {num}")
@@ -82,16 +84,24 @@ def main() -> None:
                   f"{macs_per_image(model) / macs_per_image(models[student]):9.1f}x {rate:8.1f} {rate / peak:8.1%}")
 
 
-def matmul_gmacs_per_second(n: int = 2048, repeats: int = 10) -> float:
-    """The machine's float32 matmul rate: n^3 multiply-adds per torch.mm, median of the repeats."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gmacs_per_second(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """The float32 matmul rate of the device the models run on: n^3 multiply-adds per torch.mm, median of the
+    repeats (waiting for the device each time)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
     times = []
     for _ in range(repeats):
+        sync(device)
         start = time.perf_counter()
         torch.mm(a, b)
+        sync(device)
         times.append(time.perf_counter() - start)
     return n**3 / statistics.median(times) / 1e9
+
+
+def sync(device: torch.device) -> None:
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,12 @@ def test_sampling_benchmark_times_every_model_with_the_samplers_sample_py_builds
 def test_train_step_benchmark_reports_the_overhead_and_the_folded_blocks():
     out = run("bench/train_step.py", "--batch-size", "2", "--rounds", "1", "--precision", "no")
     assert "overhead" in out and "four-band formulation (before)" in out
+
+
+def test_gpu_check_runs_every_kind_of_row_at_toy_sizes(tmp_path):
+    """--smoke on the CPU: sampling, training (rates from the logged wall times) and the seed rows reach the table."""
+    out = run("bench/gpu_check.py", "--smoke", "--out", str(tmp_path))
+    table = (tmp_path / "table.md").read_text()
+    for row in ("sample student, batch 8, DDIM 10, bfloat16, eager", "train batch 8, bf16, eager",
+                "resumed vs uninterrupted (batch 4): max |pixel difference| | 0 |"):
+        assert row in table and row in out

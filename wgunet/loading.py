@@ -17,12 +17,12 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .cli import UserError
+from .devices import DTYPES
 from .latents import Autoencoder, load_autoencoder
 from .model import WGUNet
 from .prediction import prediction_type
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "WGUNet": WGUNet}
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class CheckpointError(UserError, ValueError):

@@ -1,7 +1,9 @@
 """Sampling: images from any checkpoint with DDPM, DDIM or DPM-Solver++, batched, seeded, resumable.
 
 Image ``i`` of a run is drawn from its own generator, seeded from (seed, i), for its initial noise and
-for every stochastic step; so the images do not depend on the batch size or on where a run resumed.
+for every stochastic step; so on a CPU the images do not depend on the batch size or on where a run resumed. On
+a GPU, kernels may round differently for other batch shapes: a resumed run draws its missing images in the
+batches of the uninterrupted run (``run_batches``), so that its images are the same as that run's.
 Finished images are numbered PNGs written atomically; they are the run's state for ``resume`` (the folder format
 is ``wgunet.images``'s).
 """
@@ -22,7 +24,8 @@ from .compilation import compiled
 from .files import folder_lock
 from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
 from .latents import Autoencoder, LatentPipeline
-from .loading import DTYPES, Checkpoint, load_model
+from .devices import DTYPES, pick_device, pick_dtype
+from .loading import Checkpoint, load_model
 from .processes import my_share, on_main, processes
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
@@ -31,12 +34,6 @@ DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full traini
 
 class SamplingError(UserError):
     """A sampling run that cannot start; the message names the problem and the fix."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    return torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
 
 
 def sampler_config(name: str, training_schedule: dict) -> dict:
@@ -60,10 +57,9 @@ def sampler_config(name: str, training_schedule: dict) -> dict:
     return config
 
 
-def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto",
-                  dtype: str = "float32") -> Pipeline:
+def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto") -> Pipeline:
     """A pipeline of the checkpoint's model and the chosen sampler (see ``build_pipeline``)."""
-    return build_pipeline(*load_model(checkpoint, DTYPES[dtype]), scheduler, device)
+    return build_pipeline(*load_model(checkpoint), scheduler, device)
 
 
 Pipeline = DDPMPipeline | DDIMPipeline | LatentPipeline
@@ -90,16 +86,37 @@ def image_generator(seed: int, index: int) -> torch.Generator:
 
 
 @torch.inference_mode()  # no autograd bookkeeping at all: the images leave as numpy
-def sample_images(pipeline: Pipeline, indices: list[int], seed: int, steps: int) -> np.ndarray:
-    """uint8 images (B, H, W, C) for the given image indices."""
+def sample_images(pipeline: Pipeline, indices: list[int], seed: int, steps: int,
+                  dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """uint8 images (B, H, W, C) for the given image indices.
+
+    ``dtype`` bfloat16 or float16: the model computes in it under autocast (float32 weights, the model's matmuls
+    and convolutions in the half type), while the sampler's updates stay in float32: a half-precision x_t
+    would lose the small steps of the ODE.
+    """
     generators = [image_generator(seed, i) for i in indices]
     # DDIM: when x0 is clipped, the noise estimate is re-derived from the clipped x0 (use_clipped_model_output), so
     # that the DDIM update stays on one trajectory. diffusers' default mixes the clipped x0 with the unclipped
     # noise; on the shipped teacher that collapsed the samples to low-contrast grey (pixel std 0.21, real 0.59).
     options = {"eta": 0.0, "use_clipped_model_output": True} if isinstance(pipeline.scheduler, DDIMScheduler) else {}
-    images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np",
-                      **options).images
+    with torch.autocast(pipeline.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np",
+                          **options).images
     return (images * 255).round().astype(np.uint8)
+
+
+def run_batches(todo: list[int], num: int, batch_size: int) -> list[tuple[list[int], set[int]]]:
+    """The batches that draw the images ``todo``, each with those of its images still to write.
+
+    A run's batches are fixed: batch k holds images k * batch_size ... (k + 1) * batch_size - 1 of the ``num``.
+    The noise of every image is its own (``image_generator``), so on a CPU an image does not depend on its batch
+    at all; a GPU's kernels can depend on the batch's shape and content, and drawing a resumed run's missing
+    images in the batches of the uninterrupted run keeps its images identical there too.
+    """
+    missing: dict[int, set[int]] = {}
+    for index in todo:
+        missing.setdefault(index // batch_size, set()).add(index)
+    return [(list(range(k * batch_size, min(num, (k + 1) * batch_size))), missing[k]) for k in sorted(missing)]
 
 
 def default_batch_size(sample_size: int) -> int:
@@ -122,9 +139,10 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
     if resume and overwrite:
         raise SamplingError("--resume keeps the images in the folder and --overwrite deletes them: pass one")
     out, state = Path(out), processes()
-    device = str(state.device) if state.num_processes > 1 and device == "auto" else device
-    loaded = model or load_model(checkpoint, DTYPES[dtype])
-    pipeline = build_pipeline(*loaded, scheduler, device)
+    device = pick_device(str(state.device) if state.num_processes > 1 and device == "auto" else device)
+    dtype = pick_dtype(dtype, device)
+    loaded = model or load_model(checkpoint)
+    pipeline = build_pipeline(*loaded, scheduler, str(device))
     if compile:
         compiled(pipeline.unet)
     steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
@@ -135,12 +153,12 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
         batch_size = batch_size or default_batch_size(loaded.image_size)
         bar = tqdm(total=num, initial=num - len(todo), unit="img", desc=f"{scheduler} x{steps}",
                    disable=not state.is_main_process)
-        started, mine = time.perf_counter(), my_share(state, todo)
-        for first in range(0, len(mine), batch_size):
-            indices = mine[first : first + batch_size]
-            for index, image in zip(indices, sample_images(pipeline, indices, seed, steps)):
-                write_png(image, out / image_name(index))
-            bar.update(len(indices) * state.num_processes)
+        started = time.perf_counter()
+        for batch, missing in my_share(state, run_batches(todo, num, batch_size)):
+            for index, image in zip(batch, sample_images(pipeline, batch, seed, steps, DTYPES[dtype])):
+                if index in missing:
+                    write_png(image, out / image_name(index))
+            bar.update(len(missing) * state.num_processes)
         bar.close()
         state.wait_for_everyone()
         seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -37,7 +38,7 @@ from .features import teacher_features
 from .files import atomic_folder, folder_lock, write_text
 from .hub import push_export
 from .latents import Autoencoder, complete_export, write_reference
-from .loading import DTYPES
+from .devices import DTYPES, allow_tf32
 from .losses import frequency_loss, spatial_loss
 from .model import WGUNet, build_student
 from .monitor import TrainingEvaluation, TrainingMonitor
@@ -307,6 +308,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         log_with=tracker(config.log_with),
         project_dir=str(output_dir),
     )
+    if accelerator.device.type == "cuda":
+        allow_tf32()
     set_seed(config.seed)  # identical initial weights on every process
     model, scheduler, teacher, taps, autoencoder = build_models(config)
     monitor = (TrainingMonitor(config.eval, config.data.sample_size, output_dir, teacher_features(config.teacher),
@@ -326,7 +329,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     exported = model.student if isinstance(model, Distiller) else model
     size = sum(p.numel() for p in exported.parameters())
     if config.compile:
-        compiled(model)
+        compiled(model, accelerator.device)
     ema = EMAModel(exported.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup, foreach=True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     ema.to(accelerator.device)
@@ -361,10 +364,13 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         if first_bad.item():
             raise run.non_finite(int(first_bad), _format(terms, bad_values), "lower lr or use mixed_precision=no")
 
+    started = time.perf_counter()
     while step < config.max_steps:
         loader.set_epoch(epoch)
         for x0 in accelerator.skip_first_batches(loader, skip) if skip else loader:
             with accelerator.accumulate(model):
+                if config.compile:
+                    torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse its buffers
                 terms = loss_terms(model, scheduler, teacher, taps, x0, generator, config, autoencoder)
                 values = accelerator.reduce(torch.stack(list(terms.values())).detach().float(), "mean")
                 newly_bad = (first_bad == 0) & ~torch.isfinite(values).all()
@@ -386,7 +392,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
             last = step == config.max_steps
             if step % config.log_every == 0 or last:
                 stop_if_non_finite()
-                metrics = {"step": step, **dict(zip(terms, values.tolist())), "lr": lr_schedule.get_last_lr()[0]}
+                metrics = {"step": step, **dict(zip(terms, values.tolist())), "lr": lr_schedule.get_last_lr()[0],
+                           "seconds": round(time.perf_counter() - started, 3)}  # since this process's loop began
                 bar.set_postfix_str(_format(terms, [metrics[k] for k in terms]))
                 if accelerator.is_main_process:
                     run.log(metrics)

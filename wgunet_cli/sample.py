@@ -27,7 +27,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0,
                         help="image i is drawn from its own generator seeded by (seed, i): the same images at any batch size")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, mps ...")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model precision")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="the model's compute precision (default auto: bfloat16 on a GPU that has it, else "
+                        "float32); half precisions run the model under autocast, the sampler in float32")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model: faster after a slow first batch (compilation); eager with a "
                         "warning where it is not possible")
