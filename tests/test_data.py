@@ -119,3 +119,29 @@ def test_loader_workers_are_none_for_images_in_memory_and_the_cores_otherwise(tm
     assert loader_workers(DataConfig(), ImageFolder(tmp_path, 8)) == 8
     assert loader_workers(DataConfig(), ImageFolder(tmp_path, 8), processes_on_machine=4) == 3
     assert loader_workers(DataConfig(num_workers=2), ImageFolder(tmp_path, 8)) == 2
+
+
+def test_own_images_smaller_than_the_sample_size_are_refused_unless_upscale_and_the_run_says_what_it_does(
+        tmp_path, tiny_teacher, capsys):
+    from wgunet.config import ConfigError, load_config
+    from wgunet.data import DataError, ImageFolder
+    from wgunet.training import train
+
+    rng = np.random.default_rng(0)
+    for i, side in enumerate((48, 64, 16)):
+        Image.fromarray(rng.integers(0, 255, (side, side + 8, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(DataError, match=r"1 of the 3 images .* smaller than data.sample_size=32 \('2.png' is 24x16\).*"
+                       "data.upscale=true"):
+        ImageFolder(tmp_path, 32)
+    folder = ImageFolder(tmp_path, 32, upscale=True)
+    assert folder.describe().endswith("3 images in " + str(tmp_path) + ", from 24x16 to 72x64: shorter side resized to "
+                                      "32 (bicubic, antialiased; 1 enlarged), then the centre 32x32")
+    assert folder[0].shape == (3, 32, 32)
+    (tmp_path / "2.png").unlink()
+    base = [f"data.source={tmp_path}", "data.sample_size=16", f"teacher={tiny_teacher}", "batch_size=2", "max_steps=1",
+            f"output_dir={tmp_path / 'run'}", "student={block_out_channels: [16, 32], norm_num_groups: 8}"]
+    with pytest.raises(ConfigError, match=r"set eval.reference=FOLDER .*eval.reference=patches:heldout .*eval_every=0"):
+        load_config(None, base)
+    train(load_config(None, base + ["eval_every=0", "log_with=none"]))
+    assert f"distill: 1 process on cpu, mixed precision no; data: 2 images in {tmp_path}, from 56x48 to 72x64" in \
+        capsys.readouterr().err

@@ -115,7 +115,7 @@ def test_training_images_are_decoded_before_the_first_step(tmp_path):
     Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(deep)  # 16-bit grey, 61% of full scale
     assert Image.open(deep).mode.startswith("I")
     assert np.asarray(read_rgb(deep))[0, 0].tolist() == [156, 156, 156]  # 40000 * 255 / 65535, not clipped to 255
-    assert len(ImageFolder(tmp_path, 32)) == 2
+    assert len(ImageFolder(tmp_path, 32, upscale=True)) == 2
 
 
 def test_an_image_over_the_pixel_limit_says_how_to_allow_it(tmp_path, monkeypatch):

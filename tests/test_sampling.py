@@ -197,6 +197,7 @@ def test_two_processes_draw_the_images_one_process_draws_and_resume_with_another
     run_sampling(str(student), 7, tmp_path / "one", steps=3, batch_size=2)
     result = launch("sample.py", 2, str(student), *settings, "--out", str(tmp_path / "two"))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("new images in") == 1 and result.stdout.count("grid:") == 1  # the main process reports
     names = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
     assert names == sorted(p.name for p in (tmp_path / "two").glob("*.png"))
     assert all((tmp_path / "one" / n).read_bytes() == (tmp_path / "two" / n).read_bytes() for n in names)  # grid too
@@ -211,6 +212,17 @@ def test_two_processes_draw_the_images_one_process_draws_and_resume_with_another
     # an error found by the main process stops every process, printed once
     result = launch("sample.py", 2, str(student), *settings, "--out", str(tmp_path / "one"))
     assert result.returncode != 0 and result.stderr.count("already holds 7 images") == 1, result.stderr[-3000:]
+
+
+def test_accelerate_launch_that_starts_one_of_several_processes_is_refused_with_the_command_that_works(student, tmp_path):
+    """Without GPUs or a multi-CPU configuration, accelerate launch --num_processes 2 runs the script once."""
+    launcher = Path(sys.executable).parent / "accelerate"
+    if not launcher.exists() or torch.accelerator.is_available():
+        pytest.skip("needs Accelerate's launcher on a machine without GPUs")
+    result = subprocess.run([str(launcher), "launch", "--num_processes", "2", "sample.py", str(student), "--num", "2",
+                             "--steps", "2", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "started 1 process of the 2 asked for" in result.stderr
+    assert "torchrun --nproc_per_node 2 sample.py" in result.stderr and not (tmp_path / "out").exists()
 
 
 

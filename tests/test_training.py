@@ -386,3 +386,58 @@ def test_a_restored_state_lives_on_the_models_device(tiny_run):
     restored = [*model.parameters(), *ema.shadow_params,
                 *(t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor))]
     assert len(restored) > 3 * len(list(model.parameters())) and {t.device.type for t in restored} == {"meta"}
+
+
+def test_every_gradient_has_its_parameters_layout():
+    """DDP copies each gradient into a bucket laid out as its parameter and warns when the strides differ (as a 1x1
+    aligner's did after a channels-last feature)."""
+    from wgunet.training import loss_terms
+
+    config = load_config("configs/default.yaml", ["batch_size=2"])
+    models = build_models(config)
+    loss_terms(models.trainable, models.scheduler, models.teacher, models.taps, torch.rand(2, 3, 32, 32) * 2 - 1,
+               torch.Generator().manual_seed(0), config)["loss"].backward()
+    mismatched = [n for n, p in models.trainable.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+    assert not mismatched
+
+
+def test_resume_continues_the_run_as_it_was_configured_and_prints_what_the_command_line_changes(tiny_run, capsys):
+    """Omitted keys come from the run's config.yaml (not from the default config), --resume stands anywhere, and
+    every key the command line changes is printed, allowed or refused."""
+    from wgunet.config import load_run_config
+    from wgunet_cli.train import build_parser
+
+    run = tiny_run[-1].split("=", 1)[1]
+    assert load_run_config(None, [f"output_dir={run}"], "configs/default.yaml", resume=True).max_steps == 1000  # no run yet
+    train(load_config(None, tiny_run))
+    config = load_run_config(None, [f"output_dir={run}"], "configs/default.yaml", resume=True)
+    assert config == load_config(None, tiny_run)  # the run's own settings, max_steps 6 and its tiny teacher
+    for argv in (["configs/default.yaml", "--resume", "max_steps=8"], ["configs/default.yaml", "lr=1", "--resume", "max_steps=8"],
+                 ["--resume", "max_steps=8"], ["max_steps=8", "--resume"]):
+        args = build_parser().parse_intermixed_args(argv)
+        assert args.resume and "max_steps=8" in args.overrides + [args.config], argv
+    train(load_run_config(None, [f"output_dir={run}", "max_steps=8", "lr=0.002"], "configs/default.yaml", True), resume=True)
+    assert "with changed settings: lr: 0.001 -> 0.002, max_steps: 6 -> 8" in capsys.readouterr().err
+    with pytest.raises(RunError, match=r"other settings \(batch_size: 8 -> 4\)"):
+        train(load_run_config(None, [f"output_dir={run}", "batch_size=4"], "configs/default.yaml", True), resume=True)
+
+
+def test_an_interrupt_and_a_resume_without_checkpoints_say_what_was_kept(tiny_run, monkeypatch, capsys):
+    import wgunet.training as training
+
+    real, calls = training.loss_terms, []
+
+    def interrupted_at_step_5(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "loss_terms", interrupted_at_step_5)
+    with pytest.raises(KeyboardInterrupt, match="step-000003 is kept; continue from it with --resume"):
+        train(load_config(None, tiny_run))
+    calls.clear()
+    fresh = tiny_run + [f"output_dir={tiny_run[-1].split('=', 1)[1]}_fresh", "checkpoint_every=100"]
+    with pytest.raises(KeyboardInterrupt, match="no checkpoint yet in .*: a --resume starts from step 0"):
+        train(load_config(None, fresh), resume=True)
+    assert "has no checkpoint yet: starting from step 0" in capsys.readouterr().err

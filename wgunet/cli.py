@@ -27,8 +27,8 @@ def run_cli(command: Callable[[], object]) -> int:
         print(f"error: {error.strerror or error}{where}. Files already finished are kept: fix this, then run the "
               "same command again (with --resume where it has one)", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished checkpoints are kept; continue with --resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # a command that knows what it kept says so in the interrupt's message
+        print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
         return 130
     finally:
         leave_process_group()

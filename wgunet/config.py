@@ -47,6 +47,7 @@ class DataConfig:
     source: str = "patches:train"  # built-in photographs (patches:train, patches:heldout), an image folder, or a
     # Hugging Face datasets name
     sample_size: int = 32
+    upscale: bool = False  # image folders: enlarge images smaller than sample_size (else they are refused)
     hflip: bool = True
     image_column: str | None = None  # datasets only; detected when None
     split: str = "train"  # Hugging Face datasets only
@@ -75,7 +76,9 @@ class EvalConfig:
     num_images: int = 64
     scheduler: str = "ddim"
     steps: int = 10  # denoising steps per image: few, so evaluation stays a small part of a run
-    reference: str = "patches:heldout"  # real images the spectral scores compare with (at data.sample_size)
+    # real images the spectral scores compare with (at data.sample_size); null: the built-in held-out patches when
+    # training on the built-in set, and required for any other data (the patches are another distribution)
+    reference: str | None = None
     fid_ref: str | None = None  # FID reference statistics (.npz from `eval.py fid-ref`); FID only when given
     features: str = "auto"  # FID features; must be those fid_ref was made with
     bootstrap: int = 200  # resamples for the scores' 95% intervals
@@ -195,19 +198,46 @@ def apply_override(values: dict[str, Any], override: str) -> None:
     node[leaf] = read_yaml(raw)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} not found: pass one of configs/*.yaml or a path to your own")
-        try:
-            values = read_yaml(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's mapping; a missing, unreadable or non-mapping file is named."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found: pass one of configs/*.yaml or a path to your own")
+    try:
+        values = read_yaml(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML (in UTF-8): {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values, not a "
+                          f"{type(values).__name__}")
+    return values
+
+
+def _merged(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in given.items():
+        merged[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def load_run_config(path: str | Path | None, overrides: list[str], default: str | Path, resume: bool) -> TrainConfig:
+    """train.py's config: the file ``path`` (or ``default``) with the ``key=value`` overrides; with ``resume``
+    and a run already in its output_dir, that run's own config.yaml with only what the command line names on top
+    (the file, when one is given, and the overrides), so that an omitted key keeps the run's value."""
+    if resume:
+        given = read_config_file(path) if path is not None else {}
+        for override in overrides:
+            apply_override(given, override)
+        folder = given.get("output_dir") or read_config_file(default).get("output_dir") or TrainConfig.output_dir
+        recorded = Path(str(folder)) / "config.yaml"
+        if recorded.is_file():
+            return load_config(None, base=_merged(read_config_file(recorded), given))
+    return load_config(path if path is not None else default, overrides)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (or ``base``, or the defaults, when ``path`` is None) and apply ``key=value`` overrides."""
+    values: dict[str, Any] = read_config_file(path) if path is not None else dict(base or {})
     for override in overrides:
         apply_override(values, override)
     config = _build(TrainConfig, values)
@@ -287,12 +317,26 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {_get(config, key)!r}")
     if config.loss.lambda_ddpm == config.loss.lambda_spatial == config.loss.lambda_freq == 0:
         raise ConfigError("loss.lambda_ddpm, loss.lambda_spatial and loss.lambda_freq are all 0: nothing would be trained")
+    eval_reference(config)
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("push_to_hub=true needs hub_model_id=NAME/MODEL, the repository to push to")
     student_size = config.student.get("sample_size")
     if student_size is not None and student_size != config.data.sample_size:
         raise ConfigError(f"student.sample_size {student_size} differs from data.sample_size {config.data.sample_size}: "
                           "the student learns at the data's size, so set them equal")
+
+
+def eval_reference(config: TrainConfig) -> str | None:
+    """The real images evaluation during training compares with: ``eval.reference``, or with null the built-in
+    held-out patches when the training data is the built-in set. Other data needs its own reference."""
+    if config.eval.reference is not None or not config.eval_every:
+        return config.eval.reference
+    if config.data.source.startswith("patches:"):
+        return "patches:heldout"
+    raise ConfigError(f"evaluation during training compares the model with real images of its data: set "
+                      f"eval.reference=FOLDER to held-out images like those of data.source={config.data.source!r} "
+                      "(eval.reference=patches:heldout to compare with the built-in photograph patches anyway), or "
+                      "eval_every=0")
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Sources (``DataConfig.source``; the same names wherever a tool takes an image se
 - ``patches:train`` / ``patches:heldout``: crops of the colour photographs that ship inside scikit-image, cut at several scales.
   Natural photographs have the ~1/f^2 power spectra this project is about. The right-most 20% of
   each photograph is held out, so the ``heldout`` split shares no pixel with ``train``.
-- an image folder: PNG, JPEG or WebP, searched recursively; resized (shorter side) and center-cropped.
+- an image folder: PNG, JPEG or WebP, searched recursively; each decoded once to check it; the shorter side
+  resized to the sample size (images smaller than it refused unless ``upscale``), then the centre square.
 - a Hugging Face ``datasets`` name (or a ``datasets.Dataset``), with the image column detected.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from .cli import UserError
 from .config import DataConfig
@@ -100,6 +102,9 @@ class TensorImages(Dataset):
         self.images = images
         self.names = names or [f"{i:06d}" for i in range(len(images))]
 
+    def describe(self) -> str:
+        return f"{len(self.images)} images of {self.images.shape[-1]}x{self.images.shape[-2]}, held in memory"
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -139,16 +144,23 @@ def photograph_patches(size: int = 32, split: str = "train", per_image: int = 25
     return TensorImages(images, names)
 
 
-class ImageFolder(Dataset):
-    """Every PNG / JPEG / WebP under ``root`` (recursive), checked when the dataset is built."""
+def decoded_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image decoded in full and let go (verify() alone misses truncated data)."""
+    return read_rgb(path).size
 
-    def __init__(self, root: str | Path, size: int, decode_all: bool = True):
-        self.root, self.size = Path(root), size
+
+class ImageFolder(Dataset):
+    """Every PNG / JPEG / WebP under ``root`` (recursive), each decoded once when the dataset is built (in
+    parallel, one image held per thread) to check it and its size: smaller than ``size`` is refused unless
+    ``upscale``. Each item: the shorter side resized to ``size`` (bicubic, antialiased), then the centre square."""
+
+    def __init__(self, root: str | Path, size: int, decode_all: bool = True, upscale: bool = False):
+        self.root, self.size, self.upscale = Path(root), size, upscale
         # listed and checked by one process, however many train (the others receive the list)
-        self.files = on_main(processes(), lambda: self._scan(decode_all))
+        self.files, self.sizes = on_main(processes(), lambda: self._scan(decode_all))
         self.names = [str(p.relative_to(self.root)) for p in self.files]
 
-    def _scan(self, decode_all: bool) -> list[Path]:
+    def _scan(self, decode_all: bool) -> tuple[list[Path], list[tuple[int, int]]]:
         if not self.root.is_dir():
             raise DataError(f"image folder {str(self.root)!r} does not exist")
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -156,10 +168,29 @@ class ImageFolder(Dataset):
             raise DataError(
                 f"no images in {str(self.root)!r}: put PNG, JPEG or WebP files in it (subfolders are searched)"
             )
-        if decode_all:  # every image decoded once before training starts (verify() alone misses truncated data)
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                list(pool.map(read_rgb, files))
-        return files
+        if not decode_all:
+            return files, []
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            sizes = list(tqdm(pool.map(decoded_size, files), total=len(files), desc=f"checking {self.root}",
+                              unit="img", disable=len(files) < 1000, leave=False))
+        small = [(f, s) for f, s in zip(files, sizes) if min(s) < self.size]
+        if small and not self.upscale:
+            name, (w, h) = small[0]
+            raise DataError(f"{len(small)} of the {len(files)} images in {str(self.root)!r} are smaller than "
+                            f"data.sample_size={self.size} ({str(name.relative_to(self.root))!r} is {w}x{h}): remove "
+                            "them, or set data.upscale=true to enlarge them (bicubic)")
+        return files, sizes
+
+    def describe(self) -> str:
+        """One line: how many images, their sizes, and what is done to them."""
+        if not self.sizes:
+            return f"{len(self.files)} images in {self.root}"
+        shorter = [min(s) for s in self.sizes]
+        smallest, largest = self.sizes[shorter.index(min(shorter))], self.sizes[shorter.index(max(shorter))]
+        enlarged = sum(s < self.size for s in shorter)
+        return (f"{len(self.files)} images in {self.root}, from {smallest[0]}x{smallest[1]} to {largest[0]}x{largest[1]}: "
+                f"shorter side resized to {self.size} (bicubic, antialiased{f'; {enlarged} enlarged' if enlarged else ''}),"
+                f" then the centre {self.size}x{self.size}")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -191,6 +222,10 @@ class HFImages(Dataset):
                 if isinstance(value, Image.Image):
                     return name
         raise DataError(f"no image column among {dataset.column_names}: set data.image_column")
+
+    def describe(self) -> str:
+        return (f"{len(self.dataset)} images of a Hugging Face dataset (column {self.column!r}): shorter side resized to "
+                f"{self.size} (bicubic, antialiased), then the centre {self.size}x{self.size}")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -230,7 +265,7 @@ def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dat
     if split is not None:
         return photograph_patches(config.sample_size, split, config.patches_per_image, seed)
     if Path(config.source).exists():
-        return ImageFolder(config.source, config.sample_size)
+        return ImageFolder(config.source, config.sample_size, upscale=config.upscale)
     looks_like_path = config.source.startswith((".", "/", "~")) or config.source.count("/") > 1
     if looks_like_path:
         raise DataError(f"image folder {config.source!r} does not exist")

@@ -108,6 +108,7 @@ def _download(repo_id: str) -> Path:
                                                           "vqvae/*", "vae/*"]))
     except Exception as error:  # offline, unknown or gated repo: huggingface_hub has many error types
         raise CheckpointError(
-            f"{repo_id!r} is not a local folder and could not be fetched from the Hub ({type(error).__name__}). "
-            f"Where there is internet, run `huggingface-cli download {repo_id} --local-dir DIR` and pass DIR"
+            f"{repo_id!r} is neither a folder under {str(Path.cwd())!r} nor a Hub repository that could be fetched "
+            f"({type(error).__name__}): pass the folder's path (relative paths start where you run the command; "
+            "assets/teacher is in the wgunet repository), or, if it is a Hub id, fetch it where there is internet"
         ) from None

@@ -19,7 +19,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .features import MetricError, compute_features, label
-from .results import Estimate, Result
+from .results import Estimate, Result, bootstrapped
 
 
 class Precomputed(nn.Module):
@@ -56,11 +56,16 @@ class ReferenceStatistics:
     sigma: torch.Tensor  # (F, F) float64, normalised by n - 1 as torchmetrics does
     features: str | None  # the extractor's label; None for a published file that does not name it
     num: int | None  # images behind the statistics, when known
+    path: str | None = None  # the file they were read from
 
     @staticmethod
     def of(features: torch.Tensor, label: str) -> ReferenceStatistics:
         mu, sigma = moments(features)
         return ReferenceStatistics(mu, sigma, label, len(features))
+
+    def describe(self) -> str:
+        count = f", {self.num} images" if self.num else ""
+        return f"statistics {self.path}{count}" if self.path else f"statistics{count}"
 
 
 def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,18 +74,13 @@ def moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.mean(0), centred.T @ centred / (len(x) - 1)
 
 
-def basic_interval(value: float, resampled: torch.Tensor) -> Estimate:
-    """The basic bootstrap 95% interval [2 v - q97.5, 2 v - q2.5], clipped at 0 (see FidKid); no resamples: v."""
-    low, high = (resampled.quantile(q).item() for q in (0.025, 0.975)) if len(resampled) else (value, value)
-    return Estimate(value, (max(0.0, 2 * value - high), max(0.0, 2 * value - low)))
-
-
 @dataclass(frozen=True)
 class FidKidScore(Result):
-    fid: Estimate  # basic bootstrap interval (see FidKid)
+    fid: Estimate  # with its interval and bootstrap bias (results.bootstrapped)
     kid_mean: float | None  # mean and std over 50 subsets (torchmetrics), drawn from the seed: reproducible;
     kid_std: float | None  # None against reference statistics, which KID cannot use
     features: str  # the extractor's label: which feature space the distances are in
+    against: str  # what FID compares with: the reference images, or the statistics file
 
 
 class FidKid:
@@ -89,10 +89,8 @@ class FidKid:
     The extractor is built and the reference's features are computed once, however many sets are scored.
     With the ``state`` of several processes, ``features`` (and the reference's, here) are split among them
     (wgunet.features.compute_features); ``score`` is then work for one process.
-    The interval is the basic bootstrap one, [2 FID - q97.5, 2 FID - q2.5] over resampled images of both
-    sets: a resample repeats images, which biases FID upward, and the basic interval reflects that bias
-    back instead of sitting above the estimate as the percentile one does. Clipped at 0: for two sets of one
-    distribution (FID near 0) it can miss the estimate, as any interval built from a bias estimate can.
+    The interval and bias come from resampled images of both sets (``results.bootstrapped``): a resample repeats
+    images, which raises FID, and the interval is moved to the estimate; ``bias`` says by how much.
     """
 
     def __init__(self, reference: torch.Tensor | ReferenceStatistics, extractor: nn.Module, batch_size: int = 256,
@@ -138,7 +136,8 @@ class FidKid:
         with torch.random.fork_rng(devices=[]):  # torchmetrics draws KID's subsets from the global generator
             torch.manual_seed(self.seed)
             kid_mean, kid_std = kid.compute()
-        return FidKidScore(basic_interval(fid, resampled), float(kid_mean), float(kid_std), self.label)
+        return FidKidScore(bootstrapped(fid, resampled, floor=0.0), float(kid_mean), float(kid_std), self.label,
+                           f"the reference images ({len(real)})")
 
     def _against_statistics(self, fake: torch.Tensor) -> FidKidScore:
         """FID against fixed statistics; its interval resamples the generated set only (the reference is fixed)."""
@@ -154,7 +153,8 @@ class FidKid:
         generator = torch.Generator().manual_seed(self.seed)
         resampled = torch.tensor([distance(fake[torch.randint(len(fake), (len(fake),), generator=generator)])
                                   for _ in range(self.bootstrap)])
-        return FidKidScore(basic_interval(fid, resampled), None, None, self.label)
+        return FidKidScore(bootstrapped(fid, resampled, floor=0.0), None, None, self.label,
+                           self.statistics.describe())
 
 
 def read_fid_reference(path: str | Path) -> ReferenceStatistics:
@@ -171,4 +171,4 @@ def read_fid_reference(path: str | Path) -> ReferenceStatistics:
     if mu.dim() != 1 or sigma.shape != (len(mu), len(mu)):
         raise MetricError(f"{str(path)!r}: 'mu' must be (F,) and 'sigma' (F, F), got {tuple(mu.shape)} and "
                           f"{tuple(sigma.shape)}")
-    return ReferenceStatistics(mu, sigma, label, num)
+    return ReferenceStatistics(mu, sigma, label, num, str(path))

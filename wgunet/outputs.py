@@ -12,6 +12,7 @@ import numpy as np
 from .files import write_file, write_json, write_text
 from .metrics import ReferenceStatistics
 from .measures import ModeComparison, SpectrumResult
+from .results import INTERVAL_KIND
 from .plots import plot_modes, plot_probe, plot_spectra
 from .probe import ProbeResult, probe_table
 
@@ -52,17 +53,15 @@ def write_modes(out: Path, comparison: ModeComparison) -> bytes:
 
 
 def format_scores(result: SpectrumResult) -> str:
-    """A plain-text table of every score with its interval, one block per generated set."""
-    lines = []
+    """A plain-text table of every score with its interval and bootstrap bias, one block per generated set."""
+    lines = [f"value [95% interval: {INTERVAL_KIND}] (bootstrap bias: mean resample less value)"]
     for name, scores in result.sets.items():
-        lines.append(f"{name} ({scores.num} images vs {result.num_reference} reference)")
-        lines += [f"  {key:26s} {estimate.value:9.4f}  [{estimate.ci95[0]:.4f}, {estimate.ci95[1]:.4f}]"
-                  for key, estimate in scores.scores.items()]
+        lines.append(f"{name} ({scores.num} images vs {result.num_reference} images of {result.reference})")
+        lines += [f"  {key:26s} {estimate}" for key, estimate in scores.scores.items()]
         if scores.fid_kid:
             f = scores.fid_kid
             kid = "kid -" if f.kid_mean is None else f"kid {f.kid_mean:.5f} +- {f.kid_std:.5f}"
-            lines.append(f"  {'fid':26s} {f.fid.value:9.4f}  [{f.fid.ci95[0]:.4f}, {f.fid.ci95[1]:.4f}]  {kid}  "
-                         f"[{f.features}]")
+            lines.append(f"  {'fid':26s} {f.fid}  {kid}  [{f.features}; against {f.against}]")
     return "\n".join(lines)
 
 

@@ -6,6 +6,9 @@ record, derived files, reports) is done by the main process, and its result, or 
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
@@ -17,8 +20,34 @@ from .cli import ReplicatedError, UserError
 T = TypeVar("T")
 
 
+class LaunchError(UserError):
+    """A launcher that started fewer processes than it was asked for."""
+
+
+@functools.cache
+def check_launch() -> None:
+    """Refuse a run that ``accelerate launch --num_processes N`` started as one process: without GPUs and without
+    a multi-CPU configuration its simple launcher runs the script once, which would train or sample alone while
+    the user counts on N. (Seen from the launcher's command line, where the system shows it: Linux's /proc.)"""
+    if "ACCELERATE_USE_CPU" not in os.environ or "WORLD_SIZE" in os.environ:
+        return  # not accelerate's one-process launcher
+    try:
+        launcher = Path(f"/proc/{os.getppid()}/cmdline").read_text().split("\0")
+    except OSError:
+        return
+    for flag in ("--num_processes", "--num-processes"):
+        if flag in launcher[:-1] and launcher[launcher.index(flag) + 1].isdigit():
+            asked = int(launcher[launcher.index(flag) + 1])
+            if asked > 1:
+                script = next((a for a in launcher if a.endswith(".py")), "SCRIPT.py")
+                raise LaunchError(f"accelerate launch started 1 process of the {asked} asked for (without GPUs it needs "
+                                  f"a multi-CPU configuration): run `torchrun --nproc_per_node {asked} {script} ...` "
+                                  "instead, or drop --num_processes")
+
+
 def processes() -> PartialState:
     """This process's place among those launched (one process when nothing launched several); on CPU, gloo."""
+    check_launch()
     return PartialState(cpu=not torch.accelerator.is_available())
 
 

@@ -232,7 +232,7 @@ def render_html(report: Report, figures: dict[str, bytes], grids: dict[str, byte
                   + ["-" if sizes[n]["GMACs"] is None else f"{sizes[n]['GMACs']:.3f}" for n in sets]]
     for key, _ in scores[sets[0]].scores.items():
         score_rows.append([SCORE_NOTES.get(key, key)] + [str(getattr(s.scores, key)) for s in scores.values()])
-    score_rows.append(["FID, lower is better (basic bootstrap interval)"] + [str(s.fid_kid.fid) for s in scores.values()])
+    score_rows.append(["FID, lower is better (interval: bootstrap spread around the estimate)"] + [str(s.fid_kid.fid) for s in scores.values()])
     score_rows.append(["KID (mean ± std over 50 subsets)"]
                       + ["-" if s.fid_kid.kid_mean is None else f"{s.fid_kid.kid_mean:.5f} ± {s.fid_kid.kid_std:.5f}"
                          for s in scores.values()])

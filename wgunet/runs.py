@@ -59,10 +59,13 @@ class Run:
         self.log_file = None
 
     def start(self, config: dict[str, Any], resume: bool, may_change: tuple[str, ...] = ()) -> None:
-        """Refuse to write into an existing run without ``resume``, and to resume it with other settings."""
+        """Refuse to write into an existing run without ``resume``, and to resume it with other settings than
+        ``may_change``; print each setting a resume changes, and say when there is nothing to resume from."""
         exists = bool(list_checkpoints(self.path)) or any((self.path / name).exists() for name in self.outputs)
         if exists and not resume:
             raise RunError(f"{self.path} already holds a {self.what}: pass --resume to continue it, or {self.elsewhere}")
+        if resume and not list_checkpoints(self.path):
+            print(f"{self.path} has no checkpoint yet: starting from step 0", file=sys.stderr)
         if not exists:
             return
         try:
@@ -71,12 +74,15 @@ class Run:
             raise RunError(f"{self.path} holds a {self.what} without a readable config.yaml ({error}): it cannot be "
                            f"checked for a resume; delete it to start again, or {self.elsewhere}") from None
         now, before = _flatten(json.loads(json.dumps(config))), _flatten(recorded or {})
-        changed = sorted(k for k in now.keys() | before.keys()
-                         if now.get(k) != before.get(k) and not any(k == m or k.startswith(m + ".") for m in may_change))
+        # a key the run's config.yaml lacks came with a later version of this package: the run had no such setting
+        changed = sorted(k for k in now.keys() & before.keys() if now[k] != before[k])
+        changes = {k: f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed}
+        refused = [k for k in changed if not any(k == m or k.startswith(m + ".") for m in may_change)]
+        if refused:
+            raise RunError(f"{self.path} was trained with other settings ({', '.join(changes[k] for k in refused)}): "
+                           f"resume with the same ones (only {', '.join(may_change)} may change), or {self.elsewhere}")
         if changed:
-            details = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
-            raise RunError(f"{self.path} was trained with other settings ({details}): resume with the same ones "
-                           f"(only {', '.join(may_change)} may change), or {self.elsewhere}")
+            print(f"resuming {self.path} with changed settings: {', '.join(changes.values())}", file=sys.stderr)
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_text(self.path / "config.yaml", yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
@@ -134,6 +140,13 @@ class Run:
     def close_log(self) -> None:
         if self.log_file is not None:
             self.log_file.close()
+
+    def interrupted(self) -> KeyboardInterrupt:
+        """The interrupt, saying truthfully what a --resume continues from."""
+        last = latest_checkpoint(self.path)
+        if last is None:
+            return KeyboardInterrupt(f"no checkpoint yet in {self.path}: a --resume starts from step 0")
+        return KeyboardInterrupt(f"{last} is kept; continue from it with --resume")
 
     def non_finite(self, step: int, terms: str, advice: str) -> RunError:
         """The error for a NaN or Inf loss: what was non-finite, the last checkpoint that is safe, what to change."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from .data import to_unit
-from .results import Estimate, Result
+from .results import Estimate, Result, bootstrapped
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
 BANDS = {"low": (0.0, 1 / 3), "mid": (1 / 3, 2 / 3), "high": (2 / 3, 1.0)}
@@ -191,8 +191,8 @@ def _scores(radius: torch.Tensor, generated: torch.Tensor, reference: torch.Tens
 
 def spectral_scores(generated: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], bootstrap: int = 200,
                     seed: int = 0) -> SpectralScores:
-    """Each score's value and 95% bootstrap interval (both sets resampled with replacement, images as units;
-    ``bootstrap=0`` gives the value as both ends)."""
+    """Each score's value, 95% interval and bias (``results.bootstrapped``; both sets resampled with
+    replacement, images as units; ``bootstrap=0`` gives the value as both ends)."""
     if not torch.equal(generated["radius"], reference["radius"]):
         raise ValueError("the generated and reference images differ in size; spectral scores need one size")
     keys = ("spectra", "magnitude", "stig_spectrum")
@@ -208,9 +208,5 @@ def spectral_scores(generated: dict[str, torch.Tensor], reference: dict[str, tor
     generated_means, reference_means = resampled_means(generated), resampled_means(reference)
     samples = _scores(reference["radius"], *[m for pair in zip(generated_means, reference_means) for m in pair])
 
-    def interval(name: str) -> tuple[float, float]:
-        if not bootstrap:
-            return float(value[name]), float(value[name])
-        return float(samples[name].quantile(0.025)), float(samples[name].quantile(0.975))
-
-    return SpectralScores(**{name: Estimate(float(value[name]), interval(name)) for name in value})
+    return SpectralScores(**{name: bootstrapped(float(value[name]), samples[name] if bootstrap else torch.empty(0))
+                             for name in value})

@@ -8,6 +8,7 @@ saved with the checkpoint, so a run stopped and resumed repeats the uninterrupte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .cli import UserError
 from .compilation import compiled
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, eval_reference, to_dict
 from .card import model_card
 from .data import build_dataset, loader_workers
 from .features import teacher_features
@@ -43,6 +44,7 @@ from .losses import frequency_loss, spatial_loss
 from .model import WGUNet, build_student
 from .monitor import TrainingEvaluation, TrainingMonitor
 from .prediction import training_target
+from .processes import check_launch
 from .runs import Run, list_checkpoints
 from .state import StateError, load_tree, random_states, save_tree, set_random_states
 from .teacher import FeatureTaps, load_teacher, pair_by_resolution
@@ -72,7 +74,9 @@ class Distiller(nn.Module):
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The student's prediction, and its aligned features keyed by the teacher feature they match."""
         prediction, features = run_student(self.student, self.taps, noisy, timesteps, bool(self.pairs))
-        aligned = {t: self.aligners[_module_key(s)](features[s]) for s, t in self.pairs.items()}
+        # contiguous: a channels-last feature (after an attention block) gives its 1x1 aligner a channels-last weight
+        # gradient, whose strides DDP's gradient buckets do not match
+        aligned = {t: self.aligners[_module_key(s)](features[s].contiguous()) for s, t in self.pairs.items()}
         return prediction, aligned
 
 
@@ -290,15 +294,23 @@ def train(config: TrainConfig, resume: bool = False, dataset: Any = None) -> Pat
 
     One training per output folder: the first process (RANK 0 under torchrun / accelerate launch) holds its lock.
     """
-    if int(os.environ.get("RANK", "0")) == 0:
-        with folder_lock(config.output_dir, "training"):
-            return _train(config, resume, dataset)
-    return _train(config, resume, dataset)
+    try:
+        if int(os.environ.get("RANK", "0")) == 0:
+            with folder_lock(config.output_dir, "training"):
+                return _train(config, resume, dataset)
+        return _train(config, resume, dataset)
+    except KeyboardInterrupt:
+        raise training_run(config).interrupted() from None
+
+
+def training_run(config: TrainConfig) -> Run:
+    return Run(config.output_dir, "run", "set output_dir=...", outputs=("model",))
 
 
 def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     output_dir, final = Path(config.output_dir), Path(config.output_dir) / "model"
-    run = Run(output_dir, "run", "set output_dir=...", outputs=("model",))
+    run = training_run(config)
+    check_launch()
     run.start(to_dict(config), resume, MAY_CHANGE_ON_RESUME)
     accelerator = Accelerator(
         cpu=not torch.accelerator.is_available(),  # Accelerate needs it to see torchrun's CPU processes as MULTI_CPU
@@ -312,7 +324,8 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         allow_tf32()
     set_seed(config.seed)  # identical initial weights on every process
     model, scheduler, teacher, taps, autoencoder = build_models(config)
-    monitor = (TrainingMonitor(config.eval, config.data.sample_size, output_dir, teacher_features(config.teacher),
+    evaluation_config = dataclasses.replace(config.eval, reference=eval_reference(config))
+    monitor = (TrainingMonitor(evaluation_config, config.data.sample_size, output_dir, teacher_features(config.teacher),
                                autoencoder) if config.eval_every else None)
     for frozen in (teacher, autoencoder):
         if frozen is not None:
@@ -321,6 +334,10 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     if len(data) < config.batch_size * accelerator.num_processes:
         raise TrainingError(f"{len(data)} images cannot fill one batch of {config.batch_size} per process: "
                             "lower batch_size or add images")
+    if accelerator.is_main_process:
+        print(f"{config.mode}: {accelerator.num_processes} process{'es' if accelerator.num_processes > 1 else ''} on "
+              f"{accelerator.device.type}, mixed precision {config.mixed_precision}; data: {data.describe()}",
+              file=sys.stderr)
     workers = loader_workers(config.data, data, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=workers)
     optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay,

@@ -161,6 +161,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "report" and args.num_samples < 2:
         parser.error("--num-samples must be at least 2")
+    if getattr(args, "no_fid", False) and args.fid_ref:
+        parser.error("--fid-ref gives FID its reference statistics and --no-fid skips FID: pass one of them")
     from wgunet.cli import run_cli  # after parsing: --help never loads torch
 
     return run_cli(lambda: COMMANDS[args.command](args))

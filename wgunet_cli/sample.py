@@ -49,6 +49,10 @@ def _sample(args: argparse.Namespace) -> None:
     record = run_sampling(args.checkpoint, args.num, args.out, scheduler=args.scheduler, steps=args.steps,
                           batch_size=args.batch_size, seed=args.seed, device=args.device, dtype=args.dtype,
                           resume=args.resume, overwrite=args.overwrite, compile=args.compile)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under several processes the main one reports
+        return
     if record["sampled_now"]:
         print(f"{record['sampled_now']} new images in {record['seconds']:.1f} s "
               f"({record['images_per_second']:.2f} images/s); {record['num']} in {args.out}")
