@@ -65,7 +65,7 @@ def world(tiny_teacher, tmp_path_factory):
 
 def train_case(override: str, message: str) -> tuple:
     base = ["teacher={teacher}", f"student={STUDENT}", "data.sample_size=16", "data.patches_per_image=4",
-            "batch_size=4", "max_steps=2", "output_dir={root}/new_run"]
+            "batch_size=4", "max_steps=2", "eval_every=0", "output_dir={root}/new_run"]
     return ("train.py", [*base, override], message)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -36,6 +37,20 @@ ConfigLoader.yaml_implicit_resolvers = {
 }
 ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                    list("tTfF"))
+
+
+def _mapping_without_repeats(loader: ConfigLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping in which a key given twice is an error (PyYAML would keep the last one silently)."""
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise yaml.constructor.ConstructorError(None, None, f"key {', '.join(repeated)} given twice: keep one",
+                                                node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+ConfigLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                             lambda loader, node: _mapping_without_repeats(loader, node, deep=True))
 
 
 def read_yaml(text: str) -> Any:
@@ -252,11 +267,51 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     _check_arguments("student", config.student, STUDENT_CLASSES[config.student_class].__init__)
     _check_arguments("unet", config.unet, UNet2DModel.__init__)
     _check_arguments("scheduler", config.scheduler, DDPMScheduler.__init__)
+    if config.mode == "teacher":
+        check_model("unet", UNet2DModel, {"sample_size": config.data.sample_size, **config.unet}, config.data.sample_size)
+        check_scheduler("scheduler", config.scheduler)
     unknown_stages = set(config.loss.features) - {"down", "mid", "up"}
     if unknown_stages:
         raise ConfigError(f"loss.features may hold 'down', 'mid', 'up'; got {sorted(unknown_stages)}")
     validate(config)
     return config
+
+
+# What a library raises for arguments that describe no model (a wrong list length, a width that a group count
+# does not divide, an unknown block name, a size the down-sampling cannot halve): turned into one line.
+MODEL_COMPLAINTS = (ValueError, TypeError, AssertionError, IndexError, KeyError, RuntimeError, ZeroDivisionError,
+                    NotImplementedError, AttributeError)
+
+
+def check_model(section: str, cls: Any, arguments: dict[str, Any], size: int, in_channels: int | None = None) -> None:
+    """Build ``cls(**arguments)`` on the meta device (no memory, no arithmetic) and run one forward pass of a
+    ``size`` x ``size`` input through it: arguments that describe no working model are named before any work."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = cls(**arguments)
+            channels = in_channels or model.config.in_channels
+            model(torch.zeros(1, channels, size, size), torch.zeros(1, dtype=torch.long))
+    except MODEL_COMPLAINTS as error:
+        complaint = str(error).strip().splitlines()[0] if str(error).strip() else "no message"
+        raise ConfigError(f"{section} ({cls.__name__} arguments {arguments}) at {size}x{size} describes no working model: "
+                          f"{type(error).__name__}: {complaint}. Check its lists (one entry per level), that "
+                          f"norm_num_groups divides every width, the block names, and that {size} halves at every "
+                          "level") from None
+
+
+def check_scheduler(section: str, arguments: dict[str, Any]) -> None:
+    """The noise schedule ``arguments`` describe, built once (cheap), its complaints named."""
+    from diffusers import DDPMScheduler
+
+    if arguments.get("num_train_timesteps", 1) < 1:
+        raise ConfigError(f"{section}.num_train_timesteps must be at least 1, got {arguments['num_train_timesteps']}")
+    try:
+        DDPMScheduler(**arguments)
+    except MODEL_COMPLAINTS as error:
+        raise ConfigError(f"{section} ({arguments}) describes no DDPM schedule: {type(error).__name__}: "
+                          f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no message'}") from None
 
 
 def _positive(value: float) -> bool:
@@ -270,6 +325,8 @@ def _non_negative(value: float) -> bool:
 # (key, test, what the test requires): every number whose bad value would fail later or silently mislead.
 VALUE_RULES: list[tuple[str, Any, str]] = [
     ("max_steps", _positive, "a positive number of steps"),
+    ("seed", lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
+    ("eval.seed", lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
     ("batch_size", _positive, "a positive number of images"),
     ("gradient_accumulation_steps", _positive, "at least 1"),
     ("lr", _positive, "positive"),
@@ -306,8 +363,21 @@ def _get(config: TrainConfig, dotted: str) -> Any:
     return config
 
 
+def _floats(value: Any, prefix: str = "") -> list[tuple[str, float]]:
+    if dataclasses.is_dataclass(value):
+        return [f for field_ in dataclasses.fields(value) for f in _floats(getattr(value, field_.name), prefix + field_.name + ".")]
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _floats(v, f"{prefix}{k}.")]
+    if isinstance(value, (list, tuple)):
+        return [f for v in value for f in _floats(v, prefix)]
+    return [(prefix.rstrip("."), value)] if isinstance(value, float) else []
+
+
 def validate(config: TrainConfig) -> None:
     """Every value in its allowed range; the message names the key, the value and what is allowed."""
+    for key, value in _floats(config):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
     for key, test, allowed in VALUE_RULES:
         value = _get(config, key)
         if not test(value):
@@ -320,6 +390,9 @@ def validate(config: TrainConfig) -> None:
     eval_reference(config)
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("push_to_hub=true needs hub_model_id=NAME/MODEL, the repository to push to")
+    if config.mode == "teacher" and config.unet.get("sample_size", config.data.sample_size) != config.data.sample_size:
+        raise ConfigError(f"unet.sample_size {config.unet['sample_size']} differs from data.sample_size "
+                          f"{config.data.sample_size}: the teacher learns at the data's size, so set them equal")
     student_size = config.student.get("sample_size")
     if student_size is not None and student_size != config.data.sample_size:
         raise ConfigError(f"student.sample_size {student_size} differs from data.sample_size {config.data.sample_size}: "
@@ -331,7 +404,7 @@ def eval_reference(config: TrainConfig) -> str | None:
     held-out patches when the training data is the built-in set. Other data needs its own reference."""
     if config.eval.reference is not None or not config.eval_every:
         return config.eval.reference
-    if config.data.source.startswith("patches:"):
+    if config.data.source.split(":")[0] == "patches":  # the built-in set (a wrong split is named by the data)
         return "patches:heldout"
     raise ConfigError(f"evaluation during training compares the model with real images of its data: set "
                       f"eval.reference=FOLDER to held-out images like those of data.source={config.data.source!r} "

@@ -222,5 +222,9 @@ STUDENT_CLASSES: dict[str, type[ModelMixin]] = {"WGUNet": WGUNet, "UNet2DModel":
 def build_student(student_class: str, arguments: dict, teacher: ModelMixin) -> ModelMixin:
     """A ``student_class`` student shaped as its teacher (sample size and channels: for a latent teacher, its latent
     space), with the config's ``arguments`` over that."""
+    from .config import check_model
+
     shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
-    return STUDENT_CLASSES[student_class](**{**shape, **arguments})
+    arguments = {**shape, **arguments}
+    check_model("student", STUDENT_CLASSES[student_class], arguments, arguments["sample_size"])
+    return STUDENT_CLASSES[student_class](**arguments)

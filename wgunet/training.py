@@ -121,7 +121,7 @@ class Models(NamedTuple):
 def build_models(config: TrainConfig) -> Models:
     """The models ``config.mode`` trains with."""
     if config.mode == "teacher":
-        unet = UNet2DModel(**config.unet)
+        unet = UNet2DModel(**{"sample_size": config.data.sample_size, **config.unet})
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         return Models(unet, DDPMScheduler(**config.scheduler), None, None, None)
