@@ -2,6 +2,7 @@
 offending key or file, print no traceback, and leave every finished checkpoint and image as it was."""
 
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -58,9 +59,26 @@ def world(tiny_teacher, tmp_path_factory):
     wide_clip = root / "clip2"
     DDPMPipeline(unet=WGUNet(sample_size=16, **TINY_STUDENT), scheduler=DDPMScheduler(
         num_train_timesteps=50, clip_sample_range=2.0)).save_pretrained(wide_clip)
+    (root / "latin1.yaml").write_bytes("max_steps: 5  # caf\xe9\n".encode("latin-1"))
+    (root / "list.yaml").write_text("- max_steps: 5\n")
+    (root / "twice.yaml").write_text("max_steps: 5\nlr: 0.001\nmax_steps: 6\n")
+    listed = root / "listed"
+    listed.mkdir()
+    (listed / "config.json").write_text("[1, 2]")
+    badindex = root / "badindex"
+    shutil.copytree(run / "model", badindex)
+    (badindex / "model_index.json").write_text("{not json")
     return {"root": root, "run": run, "model": run / "model", "samples": samples, "teacher": tiny_teacher,
             "corrupt": corrupt, "badjson": badjson, "truncated": truncated, "mixed": mixed, "empty": root / "empty",
-            "afile": root / "afile", "foreign": foreign, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
+            "afile": root / "afile", "foreign": foreign, "listed": listed, "badindex": badindex, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
+
+
+def teacher_case(override: str, message: str) -> tuple:
+    base = ["mode=teacher", "unet={block_out_channels: [16, 32], layers_per_block: 1, norm_num_groups: 8, "
+            "down_block_types: [DownBlock2D, DownBlock2D], up_block_types: [UpBlock2D, UpBlock2D]}",
+            "data.sample_size=16", "data.patches_per_image=4", "batch_size=4", "max_steps=2", "eval_every=0",
+            "output_dir={root}/new_teacher"]
+    return ("train.py", [*base, override], message)
 
 
 def train_case(override: str, message: str) -> tuple:
@@ -112,7 +130,52 @@ CASES = [train_case(override, message) for override, message in [
     ("push_to_hub=true", "push_to_hub=true needs hub_model_id=NAME/MODEL"),
     ("output_dir={afile}", "is a file, not a folder"),
     ("batch_size=100000", "cannot fill one batch of 100000"),
+]] + [teacher_case(override, message) for override, message in [
+    # the model and scheduler sections, built before any work
+    ("unet.norm_num_groups=7", "describes no working model: ValueError: num_channels (16) must be divisible by num_groups (7)"),
+    ("unet.block_out_channels=[16]", "describes no working model: ValueError: Must provide the same number"),
+    ("unet.block_out_channels=[]", "describes no working model: IndexError"),
+    ("unet.down_block_types=[DownBlock2D, DownBlockX]", "describes no working model: ValueError: DownBlockX does not exist"),
+    ("unet.layers_per_block=0", "describes no working model"),
+    ("data.sample_size=17", "at 17x17 describes no working model"),
+    ("unet.sample_size=32", "unet.sample_size 32 differs from data.sample_size 16"),
+    ("scheduler.num_train_timesteps=0", "scheduler.num_train_timesteps must be at least 1, got 0"),
+    ("scheduler.beta_schedule=cosine", "describes no DDPM schedule: NotImplementedError: cosine"),
+]] + [train_case(override, message) for override, message in [
+    ("student.norm_num_groups=7", "student (WGUNet arguments"),
+    ("student.block_out_channels=[16]", "student (WGUNet arguments"),
+    ("student.wavelet=3", "student (WGUNet arguments"),
+    # numbers at the boundary
+    ("seed=-1", "seed must be in [0, 2^32), got -1"),
+    ("seed=4294967296", "seed must be in [0, 2^32)"),
+    ("loss.eps=.inf", "loss.eps must be a finite number, got inf"),
+    ("lr=.nan", "lr must be a finite number, got nan"),
 ]] + [
+    ("train.py", ["{root}/latin1.yaml"], "is not valid YAML (in UTF-8)"),
+    ("train.py", ["{root}/list.yaml"], "must hold a mapping of keys to values, not a list"),
+    ("train.py", ["{root}/twice.yaml"], "key max_steps given twice: keep one"),
+    ("sample.py", ["{model}", "--seed", "-1", "--out", "{root}/s12"], "a seed must be in [0, 2^32), got -1"),
+    ("sample.py", ["{model}", "--seed", "4294967296", "--out", "{root}/s13"], "a seed must be in [0, 2^32)"),
+    ("sample.py", ["{model}", "--scheduler", "ddpm", "--steps", "1001", "--out", "{root}/s14"],
+     "--steps 1001 is more than the 100 steps the model was trained with"),
+    ("sample.py", ["{model}", "--device", "cuda", "--out", "{root}/s15"], "this machine has no accelerator"),
+    ("sample.py", ["{model}", "--device", "cuda:1", "--out", "{root}/s16"], "this machine has no accelerator"),
+    ("sample.py", ["{model}", "--device", "gpu", "--out", "{root}/s17"], "'gpu' is not a device name"),
+    ("sample.py", ["{listed}", "--out", "{root}/s18"], "config.json"),
+    ("sample.py", ["{badindex}", "--out", "{root}/s19"], "model_index.json"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--bootstrap", "-5", "--out", "{root}/e24"], "must be >= 0, got -5"),
+    ("eval.py", ["finc", "--test", "{samples}", "--reference", "{samples}", "--rho", "nan", "--out", "{root}/e25"],
+     "expected a finite number, got 'nan'"),
+    ("eval.py", ["finc", "--test", "{samples}", "--reference", "{samples}", "--sigma", "0", "--out", "{root}/e26"],
+     "must be > 0, got 0"),
+    ("eval.py", ["finc", "--test", "{samples}", "--reference", "{samples}", "--rho", "-1", "--out", "{root}/e27"],
+     "must be > 0, got -1"),
+    ("eval.py", ["stig", "train", "--generated", "{samples}", "--lr", "0", "--out", "{root}/e28"], "must be > 0, got 0"),
+    ("eval.py", ["stig", "train", "--generated", "{samples}", "--lr", "nan", "--out", "{root}/e29"], "expected a finite"),
+    ("eval.py", ["stig", "train", "--generated", "{samples}", "--lambda-gan", "-1", "--out", "{root}/e30"],
+     "must be >= 0, got -1"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--no-fid", "--fid-ref", "{root}/bad.npz", "--out", "{root}/e31"],
+     "--fid-ref gives FID its reference statistics and --no-fid skips FID"),
     ("train.py", ["{missing}.yaml"], "not found"),
     ("train.py", ["{root}/bad.yaml"], "not valid YAML"),
     ("train.py", ["{root}/typo.yaml"], "unknown config key 'max_step'"),
@@ -121,9 +184,9 @@ CASES = [train_case(override, message) for override, message in [
     ("sample.py", ["{corrupt}", "--out", "{root}/s3"], "could not load the WGUNet"),
     ("sample.py", ["{badjson}", "--out", "{root}/s4"], "not valid JSON"),
     ("sample.py", ["{afile}", "--out", "{root}/s5"], "is a file"),
-    ("sample.py", ["{model}", "--num", "0", "--out", "{root}/s6"], "--num, --batch-size and --steps must be positive"),
-    ("sample.py", ["{model}", "--steps", "0", "--out", "{root}/s7"], "must be positive"),
-    ("sample.py", ["{model}", "--batch-size", "-1", "--out", "{root}/s8"], "must be positive"),
+    ("sample.py", ["{model}", "--num", "0", "--out", "{root}/s6"], "argument --num/--num-images: must be at least 1, got 0"),
+    ("sample.py", ["{model}", "--steps", "0", "--out", "{root}/s7"], "must be at least 1"),
+    ("sample.py", ["{model}", "--batch-size", "-1", "--out", "{root}/s8"], "must be at least 1"),
     ("sample.py", ["{model}", "--scheduler", "euler", "--out", "{root}/s9"], "invalid choice: 'euler'"),
     ("sample.py", ["{model}", "--dtype", "float64", "--out", "{root}/s10"], "invalid choice: 'float64'"),
     ("sample.py", ["{model}", "--num", "3", "--steps", "2", "--out", "{samples}"], "already holds 3 images: pass --resume"),

@@ -24,6 +24,21 @@ class FolderBusy(UserError):
     """Another live process holds the folder's lock."""
 
 
+class FileFormatError(UserError, ValueError):
+    """A file that is not what its name says; the message names the file and what is wrong."""
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON file holding an object (every config, index and record here is one), or one error naming it."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FileFormatError(f"{str(path)!r} is not valid JSON ({error}): restore or re-create it") from None
+    if not isinstance(value, dict):
+        raise FileFormatError(f"{str(path)!r} holds a JSON {type(value).__name__}, not the object (mapping) it should")
+    return value
+
+
 def _fsync_folder(folder: Path) -> None:
     descriptor = os.open(folder, os.O_RDONLY)
     try:

@@ -20,6 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from .cli import UserError
+from .files import read_json
 
 AUTOENCODERS = {"VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
 COMPONENTS = ("vqvae", "vae")  # LDMPipeline's name for its VQModel; the name latent pipelines give an AutoencoderKL
@@ -76,7 +77,7 @@ class Autoencoder(nn.Module):
         """The autoencoder's folder, copied as it is (weights never re-saved), into pipeline folder ``folder``."""
         source = Path(self.source) / self.component
         shutil.copytree(source, folder / self.component, dirs_exist_ok=True)
-        config = json.loads((source / "config.json").read_text())
+        config = read_json(source / "config.json")
         if "scaling_factor" not in config:  # explicit, so diffusers' LDMPipeline decodes as this project does
             (folder / self.component / "config.json").write_text(json.dumps({**config, "scaling_factor": self.scale},
                                                                             indent=2))
@@ -90,15 +91,15 @@ def autoencoder_component(folder: Path) -> tuple[Path, str, str] | None:
     """
     index = folder / "model_index.json"
     if index.is_file():
-        components = json.loads(index.read_text())
+        components = read_json(index)
         listed = [(name, components[name][1]) for name in COMPONENTS if isinstance(components.get(name), list)]
         if listed:
             return folder, *listed[0]
     for name in COMPONENTS:
         if (folder / name / "config.json").is_file():
-            return folder, name, json.loads((folder / name / "config.json").read_text()).get("_class_name")
+            return folder, name, read_json(folder / name / "config.json").get("_class_name")
     if (folder / REFERENCE).is_file():
-        reference = json.loads((folder / REFERENCE).read_text())
+        reference = read_json(folder / REFERENCE)
         return autoencoder_component(Path(reference["source"]))
     return None
 
@@ -116,7 +117,7 @@ def load_autoencoder(folder: Path, dtype: torch.dtype = torch.float32) -> Autoen
         model = AUTOENCODERS[class_name].from_pretrained(source / component, torch_dtype=dtype)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
         raise AutoencoderError(f"could not load the {class_name} in {str(source / component)!r}: {error}") from None
-    written = json.loads((source / component / "config.json").read_text())
+    written = read_json(source / component / "config.json")
     # VQ: CompVis's VQ latent models use the latents unscaled, and their configs say nothing; diffusers' VQModel then
     # reports 0.18215 (its AutoencoderKL's default), which breaks LDMPipeline on CompVis/ldm-celebahq-256
     # (huggingface/diffusers#6725). An AutoencoderKL's scaling_factor is the one pipelines use.
@@ -135,7 +136,7 @@ def complete_export(folder: Path, autoencoder: Autoencoder) -> None:
     in diffusers' LDMPipeline layout when the autoencoder is a VQModel (diffusers' own LDMPipeline loads it)."""
     autoencoder.copy_to(folder)
     (folder / REFERENCE).unlink(missing_ok=True)
-    index = json.loads((folder / "model_index.json").read_text())
+    index = read_json(folder / "model_index.json")
     index[autoencoder.component] = ["diffusers", type(autoencoder.model).__name__]
     # no diffusers pipeline takes an AutoencoderKL with an unconditional UNet: the name then says whose it is
     index["_class_name"] = "LDMPipeline" if autoencoder.component == "vqvae" else "WGUNetLatentPipeline"

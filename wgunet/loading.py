@@ -9,7 +9,6 @@ Each command loads a checkpoint once and hands the model on (sampling, probe, te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,6 +17,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from .cli import UserError
 from .devices import DTYPES
+from .files import read_json
 from .latents import Autoencoder, load_autoencoder
 from .model import WGUNet
 from .prediction import prediction_type
@@ -74,10 +74,7 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
     elif not path.is_dir():
         raise CheckpointError(f"{str(path)!r} is a file; pass the model or pipeline folder that holds it")
     folder = model_folder(path)
-    try:
-        class_name = json.loads((folder / "config.json").read_text()).get("_class_name")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{str(folder / 'config.json')!r} is not valid JSON ({error})") from None
+    class_name = read_json(folder / "config.json").get("_class_name")
     if class_name not in MODEL_CLASSES:
         raise CheckpointError(f"{str(folder)!r} holds a {class_name!r}; supported: {', '.join(MODEL_CLASSES)}")
     try:

@@ -145,7 +145,11 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
     pipeline = build_pipeline(*loaded, scheduler, str(device))
     if compile:
         compiled(pipeline.unet)
-    steps = steps or DEFAULT_STEPS[scheduler] or pipeline.scheduler.config.num_train_timesteps
+    trained = pipeline.scheduler.config.num_train_timesteps
+    steps = steps or DEFAULT_STEPS[scheduler] or trained
+    if steps > trained:
+        raise SamplingError(f"--steps {steps} is more than the {trained} steps the model was trained with: use at most "
+                            f"{trained}")
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
               "sample_size": loaded.image_size}  # what the images depend on (compile: not, to 1e-5)
     with folder_lock(out, "sampling") if state.is_main_process else contextlib.nullcontext():

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .cli import UserError
 from .data import to_unit, unit_to_uint8
-from .files import atomic_folder, folder_lock, write_json
+from .files import atomic_folder, folder_lock, read_json, write_json
 from .runs import Run
 from .spectral import default_bins, normalized_radius, ring_mean
 from .state import StateError, load_tree, save_tree
@@ -467,7 +467,7 @@ def load_refiner(folder: str | Path) -> nn.Module:
         raise StigError(f"{str(folder)!r} is not a STIG refiner (config.json + translator.safetensors): "
                         "train one with `eval.py stig train`")
     try:
-        values = json.loads((folder / "config.json").read_text())
+        values = read_json(folder / "config.json")
         if values.pop("spectrum", None) != SPECTRUM:
             raise StigError(f"{str(folder)!r} was trained on another spectrum representation than this version's "
                             f"({SPECTRUM}): train it again with `eval.py stig train`")

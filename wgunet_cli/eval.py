@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from wgunet_cli.numbers import count, positive, positive_number, seed, weight
+
 
 PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
 TEACHER = "assets/teacher"  # as TrainConfig.teacher; a literal here keeps --help from importing torch
@@ -36,17 +38,6 @@ def timestep_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def positive(text: str) -> int:
-    """A count: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 # Every flag that more than one subcommand takes, defined once: the same name means the same thing everywhere.
 SHARED = {
     "--reference": dict(default=REFERENCE, help=f"real images: a folder, an .npz, a sample folder or {REFERENCE} "
@@ -57,11 +48,11 @@ SHARED = {
                        "features; needs .[inception] and its weights file), dinov2 (transformers + local weights), "
                        "teacher (mid-block features of --teacher; offline; compares only sets scored with the same "
                        "teacher, NOT published FID)"),
-    "--bootstrap": dict(type=int, default=200, help="bootstrap resamples for the 95%% intervals (default 200)"),
+    "--bootstrap": dict(type=count, default=200, help="bootstrap resamples for the 95%% intervals (default 200)"),
     "--timesteps": dict(type=timestep_list, default=timestep_list(PROBE_TIMESTEPS),
                         help=f"probe timesteps, comma-separated (default {PROBE_TIMESTEPS})"),
     "--probe-images": dict(type=positive, default=256, help="real images the probe noises and denoises (default 256)"),
-    "--seed": dict(type=int, default=0, help="seed (sampling: image i uses (seed, i); probe noise; FINC features)"),
+    "--seed": dict(type=seed, default=0, help="seed (sampling: image i uses (seed, i); probe noise; FINC features)"),
     "--out": dict(required=True, help="output folder"),
     "--fid-ref": dict(default=None, metavar="STATS_NPZ",
                       help="score FID against saved statistics (eval.py fid-ref, or a published mu/sigma .npz made "
@@ -104,8 +95,8 @@ def main() -> int:
     finc.add_argument("--features", default="teacher", choices=["teacher", "pixels", "inception", "dinov2"],
                       help="embedding: teacher (mid-block of --teacher at small t, offline; default), pixels "
                       "(downsampled), inception or dinov2 (need their weights)")
-    finc.add_argument("--sigma", type=float, default=None, help="kernel bandwidth (default: half the median distance)")
-    finc.add_argument("--rho", type=float, default=1.0, help="novelty threshold in C_test - rho C_reference")
+    finc.add_argument("--sigma", type=positive_number, default=None, help="kernel bandwidth (default: half the median distance)")
+    finc.add_argument("--rho", type=positive_number, default=1.0, help="novelty threshold in C_test - rho C_reference")
     finc.add_argument("--r", type=positive, default=2000, help="random Fourier features (2r dimensions)")
     finc.add_argument("--num-modes", type=positive, default=10, help="modes reported per direction, at most")
     finc.add_argument("--top-k", type=positive, default=25, help="top samples listed per mode")
@@ -123,11 +114,11 @@ def main() -> int:
     stig_train.add_argument("--steps", type=positive, default=None, help="training steps (default 1000)")
     stig_train.add_argument("--batch-size", type=positive, default=None,
                             help="spectra per batch (default 16; paper preset 1)")
-    stig_train.add_argument("--lr", type=float, default=None,
+    stig_train.add_argument("--lr", type=positive_number, default=None,
                             help="Adam learning rate (default 1e-3; paper preset 8e-5; CUT uses 2e-4 for far longer runs)")
-    stig_train.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    stig_train.add_argument("--lambda-gan", type=float, default=None, help="adversarial weight (default 5; paper preset 3)")
-    stig_train.add_argument("--lambda-identity", type=float, default=None,
+    stig_train.add_argument("--seed", type=seed, default=None, help="seed (default 0)")
+    stig_train.add_argument("--lambda-gan", type=weight, default=None, help="adversarial weight (default 5; paper preset 3)")
+    stig_train.add_argument("--lambda-identity", type=weight, default=None,
                             help="weight of the L1 identity loss on real spectra (default 1)")
     stig_train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     stig_apply = stig_commands.add_parser("apply", help="refine a set of images with a trained refiner")

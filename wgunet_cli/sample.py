@@ -8,23 +8,25 @@ Writes numbered PNGs, grid.png and samples.npz (uint8, N x H x W x C) into DIR.
 import argparse
 import sys
 
+from wgunet_cli.numbers import positive, seed
+
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="model folder, pipeline folder, training run folder, or Hub id")
-    parser.add_argument("--num", "--num-images", dest="num", type=int, default=64,
+    parser.add_argument("--num", "--num-images", dest="num", type=positive, default=64,
                         help="number of images (default 64); under torchrun spell it --num-images (torchrun reads "
                         "--num as its own --numa-binding)")
     parser.add_argument("--out", required=True, help="output folder for the PNGs, grid.png and samples.npz")
     parser.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"],
                         help="sampler (default ddim): ddpm = ancestral DDPM, ddim = deterministic DDIM (eta 0), "
                         "dpm++ = DPM-Solver++ multistep")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive, default=None,
                         help="denoising steps (default: ddpm the full training chain, ddim 50, dpm++ 20)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive, default=None,
                         help="images per forward pass (default: about 400k pixels, 128 at 32x32)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed, default=0,
                         help="image i is drawn from its own generator seeded by (seed, i): the same images at any batch size")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, mps ...")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
@@ -36,8 +38,6 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same settings)")
     parser.add_argument("--overwrite", action="store_true", help="delete the images already in --out and start again")
     args = parser.parse_args()
-    if args.num < 1 or (args.batch_size is not None and args.batch_size < 1) or (args.steps is not None and args.steps < 1):
-        parser.error("--num, --batch-size and --steps must be positive")
     from wgunet.cli import run_cli  # after parsing: --help never loads torch
 
     return run_cli(lambda: _sample(args))
