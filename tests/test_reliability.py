@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from wgunet.runs import list_checkpoints
 from wgunet.config import load_config
@@ -140,3 +141,51 @@ def test_resume_with_other_settings_names_each_change(tiny_run):
                        "resume with the same ones"):
         train(load_config(None, wider), resume=True)
     train(load_config(None, tiny_run + ["max_steps=8", "lr=0.0005"]), resume=True)  # these may change
+
+
+def test_a_resume_redraws_damaged_images_and_removes_what_a_killed_run_left(tmp_path, capsys):
+    """A 0-byte PNG and one of another size (ours, on record) are redrawn; the scratch array of a run killed while
+    it wrote samples.npz is gone once the command runs again."""
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    from wgunet import WGUNet
+    from wgunet.sampling import run_sampling
+
+    model = tmp_path / "model"
+    DDPMPipeline(unet=WGUNet(sample_size=16, block_out_channels=(16, 32), attention_resolutions=(8,),
+                             attention_head_dim=16, norm_num_groups=8),
+                 scheduler=DDPMScheduler(num_train_timesteps=20)).save_pretrained(model)
+    out = tmp_path / "samples"
+    run_sampling(str(model), 4, out, steps=2)
+    reference = {p.name: p.read_bytes() for p in out.glob("0*.png")}
+    (out / "000001.png").write_bytes(b"")
+    Image.new("RGB", (8, 8)).save(out / "000002.png")
+    (out / ".samples.npy.99999.tmp").write_bytes(b"\0" * 4096)
+    record = run_sampling(str(model), 4, out, steps=2, resume=True)
+    assert record["sampled_now"] == 2 and "redrawing 2 damaged images" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.glob("0*.png")} == reference
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_a_full_disk_while_writing_weights_is_one_line(capsys):
+    """safetensors reports its I/O errors in its own type; the entry points name them like any OS error."""
+    from safetensors import SafetensorError
+
+    from wgunet.cli import run_cli
+
+    def full_disk():
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    assert run_cli(full_disk) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "Files already finished are kept" in err
+
+
+def test_errors_name_the_users_path_not_the_hidden_scratch_name(tmp_path, capsys):
+    from wgunet.cli import run_cli
+
+    def denied():
+        raise PermissionError(13, "Permission denied", str(tmp_path / "run" / ".model.4242.tmp" / "unet" / "w.safetensors"))
+
+    assert run_cli(denied) == 2
+    assert f"Permission denied: {tmp_path / 'run' / 'model' / 'unet' / 'w.safetensors'}." in capsys.readouterr().err

@@ -13,6 +13,7 @@ from PIL import Image
 
 from wgunet import WGUNet
 from wgunet.loading import CheckpointError
+from wgunet.files import FileFormatError
 from wgunet.images import FolderError
 from wgunet.sampling import SamplingError, run_sampling
 
@@ -116,7 +117,7 @@ def test_bad_checkpoints_get_one_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="could not load the WGUNet"):
         run_sampling(str(corrupt), 1, tmp_path / "out")
     (corrupt / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="not valid JSON"):
+    with pytest.raises(FileFormatError, match="config.json' is not valid JSON"):
         run_sampling(str(corrupt), 1, tmp_path / "out")
     result = subprocess.run([sys.executable, "sample.py", str(corrupt), "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)

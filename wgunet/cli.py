@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from safetensors import SafetensorError
+
 
 class UserError(Exception):
     """Input that cannot be used (config, data, checkpoint, run state); the message names the problem and the fix."""
@@ -12,6 +14,9 @@ class UserError(Exception):
 
 class ReplicatedError(UserError):
     """The main process's error, raised again on the other processes so that they stop too (printed once)."""
+
+
+AFTER_IO_ERROR = "Files already finished are kept: fix this, then run the same command again (with --resume where it has one)"
 
 
 def run_cli(command: Callable[[], object]) -> int:
@@ -23,9 +28,13 @@ def run_cli(command: Callable[[], object]) -> int:
             print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # disk full, no permission, a file where a folder should be: one line, with the path
-        where = f": {error.filename}" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}. Files already finished are kept: fix this, then run the "
-              "same command again (with --resume where it has one)", file=sys.stderr)
+        from .files import published_path
+
+        where = f": {published_path(error.filename)}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}. {AFTER_IO_ERROR}", file=sys.stderr)
+        return 2
+    except SafetensorError as error:  # safetensors' own I/O error, as a full disk ends a weights file
+        print(f"error: a weights file could not be written or read ({error}). {AFTER_IO_ERROR}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # a command that knows what it kept says so in the interrupt's message
         print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -47,12 +48,36 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def scratch_path(path: str | Path) -> Path:
+    """The hidden name beside ``path`` under which this process writes it: ``.NAME.PID.tmp``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+SCRATCH = re.compile(r"^\.(?P<name>.+?)(\.\d+)?\.(tmp|old)$")  # scratch_path's, runs.Run's checkpoint staging
+
+
+def published_path(path: str | Path) -> Path:
+    """The user's name of a scratch path (for messages): ``.NAME.PID.tmp`` -> ``NAME``, also for files inside it."""
+    parts = [SCRATCH.match(part)["name"] if SCRATCH.match(part) else part for part in Path(path).parts]
+    return Path(*parts)
+
+
+def remove_scratch(folder: str | Path) -> None:
+    """Delete the scratch files and folders a killed or failed writer left in ``folder`` (call with its lock held:
+    no live writer is using them then)."""
+    folder = Path(folder)
+    for leftover in (folder.iterdir() if folder.is_dir() else ()):
+        if SCRATCH.match(leftover.name):
+            shutil.rmtree(leftover) if leftover.is_dir() and not leftover.is_symlink() else leftover.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; on success it is synced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = scratch_path(path)
     try:
         yield temporary
         with open(temporary, "rb+") as handle:
@@ -89,7 +114,7 @@ def sync_tree(folder: Path) -> None:
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """Yields an empty temporary folder beside ``path``; on success it replaces ``path`` (synced first)."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = scratch_path(path)
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:

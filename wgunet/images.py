@@ -14,8 +14,8 @@ import functools
 import io
 import json
 import math
-import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 from .cli import UserError
 from .data import DataError, ImageFolder, builtin_set, photograph_patches, read_rgb
-from .files import write_file, write_json
+from .files import remove_scratch, scratch_path, write_file, write_json
 
 GRID_IMAGES = 64
 IMAGE_NAME = re.compile(r"^\d{6}\.png$")
@@ -148,6 +148,7 @@ def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwr
     record even if a kill comes between, and --overwrite deletes only those names and the derived files.
     """
     settings = out / "sampling.json"
+    remove_scratch(out)
     existing = sorted(p.name for p in out.iterdir() if IMAGE_NAME.match(p.name)) if out.is_dir() else []
     before = _read_record(settings)
     if existing and not (resume or overwrite):
@@ -173,8 +174,25 @@ def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwr
                                               + [int(n[:6]) + 1 for n in existing])}
     if before != stored:
         write_json(settings, stored)
-    done = set(existing)
+    damaged = [n for n in existing if not _intact(out / n, record.get("sample_size"))]
+    if damaged:  # ours (on record), so redrawn: empty, undecodable or of another size than the run draws
+        print(f"warning: redrawing {len(damaged)} damaged images in {out} ({', '.join(damaged[:3])}"
+              f"{' ...' if len(damaged) > 3 else ''})", file=sys.stderr)
+        for name in damaged:
+            (out / name).unlink()
+        for name in ("samples.npz", "grid.png"):
+            (out / name).unlink(missing_ok=True)
+    done = set(existing) - set(damaged)
     return [i for i in range(num) if image_name(i) not in done]
+
+
+def _intact(path: Path, size: int | None) -> bool:
+    """A PNG whose header opens and, when ``size`` is known, declares size x size pixels (a cheap check: the header)."""
+    try:
+        with Image.open(path) as image:
+            return size is None or image.size == (size, size)
+    except (OSError, SyntaxError, ValueError):
+        return False
 
 
 def _read_record(path: Path) -> dict:
@@ -207,7 +225,7 @@ def finish_image_folder(out: Path, num: int) -> None:
             return np.atleast_3d(np.asarray(image))
 
     first = read(paths[0])
-    scratch = out / f".samples.{os.getpid()}.npy"
+    scratch = scratch_path(out / "samples.npy")
     images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8, shape=(num, *first.shape))
     try:
         for i, path in enumerate(paths):

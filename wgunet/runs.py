@@ -18,7 +18,7 @@ import yaml
 
 from .cli import UserError
 from .config import read_yaml
-from .files import sync_tree, trim_log, write_text
+from .files import remove_scratch, sync_tree, trim_log, write_text
 from .state import StateError
 
 T = TypeVar("T")
@@ -61,6 +61,8 @@ class Run:
     def start(self, config: dict[str, Any], resume: bool, may_change: tuple[str, ...] = ()) -> None:
         """Refuse to write into an existing run without ``resume``, and to resume it with other settings than
         ``may_change``; print each setting a resume changes, and say when there is nothing to resume from."""
+        remove_scratch(self.path)  # the caller holds the folder's lock: what a killed writer left is stale
+        remove_scratch(self.path / "checkpoints")
         exists = bool(list_checkpoints(self.path)) or any((self.path / name).exists() for name in self.outputs)
         if exists and not resume:
             raise RunError(f"{self.path} already holds a {self.what}: pass --resume to continue it, or {self.elsewhere}")
