@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from diffusers import DDPMPipeline, DDPMScheduler
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from conftest import TINY_STUDENT
 from wgunet import WGUNet
@@ -68,9 +69,25 @@ def world(tiny_teacher, tmp_path_factory):
     badindex = root / "badindex"
     shutil.copytree(run / "model", badindex)
     (badindex / "model_index.json").write_text("{not json")
+    nanmodel = shutil.copytree(run / "model", root / "nanmodel")
+    weights = nanmodel / "unet" / "diffusion_pytorch_model.safetensors"
+    save_file({k: v.fill_(float("nan")) for k, v in load_file(weights).items()}, weights)
+    np.savez(root / "stats_nan.npz", mu=np.zeros(4), sigma=np.full((4, 4), np.nan))
+    np.savez(root / "stats_neg.npz", mu=np.zeros(4), sigma=-np.eye(4))
+    (root / "small").mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / "small" / f"{i}.png")
+    (root / "userconfig").mkdir()
+    (root / "userconfig" / "config.yaml").write_text("my: notes\n")
+    nocheckpoint = shutil.copytree(run, root / "nocheckpoint")
+    shutil.rmtree(nocheckpoint / "checkpoints")
+    (nocheckpoint / "model" / "my_notes.txt").write_text("mine")
+    (root / "usergrid").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "usergrid" / "grid.png")
     return {"root": root, "run": run, "model": run / "model", "samples": samples, "teacher": tiny_teacher,
             "corrupt": corrupt, "badjson": badjson, "truncated": truncated, "mixed": mixed, "empty": root / "empty",
-            "afile": root / "afile", "foreign": foreign, "listed": listed, "badindex": badindex, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
+            "afile": root / "afile", "foreign": foreign, "listed": listed, "badindex": badindex,
+            "nanmodel": nanmodel, "nocheckpoint": nocheckpoint, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
 
 
 def teacher_case(override: str, message: str) -> tuple:
@@ -151,6 +168,24 @@ CASES = [train_case(override, message) for override, message in [
     ("loss.eps=.inf", "loss.eps must be a finite number, got inf"),
     ("lr=.nan", "lr must be a finite number, got nan"),
 ]] + [
+    # outputs recorded and never mixed, nothing written over a user's files, empty paths refused
+    ("train.py", ["output_dir=", "max_steps=2"], "output_dir is empty: give it a value"),
+    ("train.py", ["output_dir=''", "max_steps=2"], "output_dir must be a folder path, not empty"),
+    ("train.py", ["data.source=''", "max_steps=2"], "data.source must be patches:train, an image folder"),
+    ("train.py", ["output_dir={root}/userconfig", "max_steps=2"], "holds a config.yaml that no run wrote there"),
+    ("train.py", ["output_dir={nocheckpoint}", "--resume"], "holds model but no checkpoint to resume from"),
+    ("sample.py", ["{model}", "--out", ""], "expected a path, got an empty string"),
+    ("sample.py", ["{model}", "--num", "2", "--out", "{root}/usergrid"], "holds grid.png that sample.py did not write"),
+    ("sample.py", ["{nanmodel}", "--out", "{root}/s20"], "hold NaN or Inf values"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--generated", "{samples}", "--no-fid", "--out", "{root}/e32"],
+     "two sets are named"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{samples}", "--fid-ref", "{root}/stats_nan.npz",
+                 "--features", "teacher", "--teacher", "{teacher}", "--out", "{root}/e33"], "NaN or Inf values"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{samples}", "--fid-ref", "{root}/stats_neg.npz",
+                 "--features", "teacher", "--teacher", "{teacher}", "--out", "{root}/e34"], "negative eigenvalue"),
+    ("eval.py", ["probe", "{model}", "--reference", "{mixed}/b.png", "--out", "{root}/e35"], "is a file, not an image set"),
+    ("eval.py", ["probe", "{teacher}", "--reference", "{root}/small", "--out", "{root}/e36"],
+     "the probe noises real images at the models' size, 16x16"),
     ("train.py", ["{root}/latin1.yaml"], "is not valid YAML (in UTF-8)"),
     ("train.py", ["{root}/list.yaml"], "must hold a mapping of keys to values, not a list"),
     ("train.py", ["{root}/twice.yaml"], "key max_steps given twice: keep one"),
@@ -198,7 +233,7 @@ CASES = [train_case(override, message) for override, message in [
     ("eval.py", ["spectrum", "--generated", "{missing}", "--out", "{root}/e1"], "does not exist"),
     ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{empty}", "--out", "{root}/e2"], "no images in"),
     ("eval.py", ["spectrum", "--generated", "{mixed}", "--reference", "{samples}", "--out", "{root}/e3"], "different sizes"),
-    ("eval.py", ["spectrum", "--generated", "{root}/bad.npz", "--out", "{root}/e4"], "not an npz"),
+    ("eval.py", ["spectrum", "--generated", "{root}/bad.npz", "--out", "{root}/e4"], "is not an .npz archive"),
     ("eval.py", ["spectrum", "--generated", "{wide}", "--reference", "{samples}", "--no-fid", "--out", "{root}/e5"],
      "spectra compare sets of one size"),
     ("eval.py", ["spectrum", "--generated", "{samples}", "--features", "clip", "--out", "{root}/e6"], "invalid choice: 'clip'"),

@@ -39,11 +39,33 @@ def test_image_set_errors(tmp_path):
     with pytest.raises(DataError, match="different sizes.*one size"):
         load_image_set(tmp_path)
     (tmp_path / "bad.npz").write_bytes(b"nope")
-    with pytest.raises(DataError, match="not an npz with an 'images' array"):
+    with pytest.raises(DataError, match="is not an .npz archive"):
         load_image_set(tmp_path / "bad.npz")
-    np.savez(tmp_path / "float.npz", images=np.zeros((2, 8, 8, 3), np.float32))
-    with pytest.raises(DataError, match="must be uint8"):
+    np.savez(tmp_path / "float.npz", images=np.full((2, 8, 8, 3), 2.0, np.float32))
+    with pytest.raises(DataError, match=r"images are uint8, or floats in \[0, 1\] or \[-1, 1\]"):
         load_image_set(tmp_path / "float.npz")
+    np.savez(tmp_path / "rgba.npz", np.zeros((2, 8, 8, 4), np.uint8))
+    with pytest.raises(DataError, match="no RGB .3. or grey .1. channel axis"):
+        load_image_set(tmp_path / "rgba.npz")
+    np.save(tmp_path / "array.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match="is a file, not an image set: pass a folder of images, an .npz"):
+        load_image_set(tmp_path / "array.npy")
+
+
+def test_npz_archives_in_the_layouts_other_tools_write_load_as_the_same_images(tmp_path):
+    """ADM's evaluation suite writes arr_0 (N, H, W, C) uint8; some tools NCHW, or floats in [0, 1] or [-1, 1]."""
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "ours.npz", images=images)
+    with open(tmp_path / "adm.NPZ", "wb") as handle:  # (numpy would add .npz to the name)
+        np.savez(handle, images)  # saved positionally: arr_0
+    np.savez(tmp_path / "nchw.npz", arr_0=images.transpose(0, 3, 1, 2))
+    np.savez(tmp_path / "unit.npz", arr_0=images.astype(np.float32) / 255)
+    np.savez(tmp_path / "signed.npz", arr_0=images.astype(np.float64) / 127.5 - 1)
+    expected = load_image_set(tmp_path / "ours.npz").images
+    for name, found in (("adm.NPZ", "arr_0, NHWC uint8"), ("nchw.npz", "arr_0, NCHW uint8"),
+                        ("unit.npz", "arr_0, NHWC float32 in [0, 1]"), ("signed.npz", "arr_0, NHWC float64 in [-1, 1]")):
+        loaded = load_image_set(tmp_path / name)
+        assert torch.equal(loaded.images, expected) and loaded.source.endswith(f"({found})"), name
 
 
 def test_probe_wiener_filter_recovers_fewer_radii_as_noise_grows():

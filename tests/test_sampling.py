@@ -281,3 +281,17 @@ def test_a_device_the_machine_lacks_is_named(name, message):
         pytest.skip("this machine has an accelerator")
     with pytest.raises(DeviceError, match=message):
         pick_device(name)
+
+
+def test_a_folder_records_the_weights_that_drew_it_and_a_resume_with_other_weights_is_refused(student, tmp_path):
+    model = shutil.copytree(student, tmp_path / "model")
+    run_sampling(str(model), 3, tmp_path / "out", steps=2)
+    record = json.loads((tmp_path / "out" / "sampling.json").read_text())
+    assert len(record["weights"]) == 16
+    assert run_sampling(str(model), 4, tmp_path / "out", steps=2, resume=True)["sampled_now"] == 1  # same weights
+    retrained = WGUNet.from_pretrained(model / "unet")
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1)
+    retrained.save_pretrained(model / "unet")
+    with pytest.raises(FolderError, match="were drawn by other weights than .* holds now"):
+        run_sampling(str(model), 5, tmp_path / "out", steps=2, resume=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .data import builtin_set
+from .data import DataError, builtin_set
 from .features import cached_features, compute_features, feature_extractor, label, teacher_features
 from .files import folder_lock, write_json
 from .images import ImageSet, load_image_set, write_image_folder
@@ -65,6 +65,10 @@ def probe(checkpoints: dict[str, str], reference: str, out: Path, *, timesteps: 
     models = {name: load_model(path) for name, path in checkpoints.items()}
     size = next(iter(models.values())).image_size
     reference_set = load_image_set(reference, size).first(probe_images)
+    if reference_set.size != (size, size):
+        raise DataError(f"the probe noises real images at the models' size, {size}x{size}; {reference!r} holds "
+                        f"{reference_set.size[0]}x{reference_set.size[1]} images: pass a reference of that size "
+                        "(patches:heldout is cut at it)")
     result = spectral_probe(models, reference_set.images, timesteps, seed)
     write_probe(out, result)
     return result

@@ -148,6 +148,8 @@ def _closest(key: str, known: list[str]) -> str:
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check ``value`` against a field's type and turn YAML lists into tuples where the field wants one."""
     origin = typing.get_origin(annotation)
+    if value is None and not (origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)):
+        raise ConfigError(f"{where} is empty: give it a value")
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -324,6 +326,8 @@ def _non_negative(value: float) -> bool:
 
 # (key, test, what the test requires): every number whose bad value would fail later or silently mislead.
 VALUE_RULES: list[tuple[str, Any, str]] = [
+    ("output_dir", lambda v: bool(v.strip()), "a folder path, not empty"),
+    ("data.source", lambda v: bool(v.strip()), "patches:train, an image folder or a dataset name, not empty"),
     ("max_steps", _positive, "a positive number of steps"),
     ("seed", lambda v: 0 <= v < 2**32, "in [0, 2^32)"),
     ("eval.seed", lambda v: 0 <= v < 2**32, "in [0, 2^32)"),

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+import zipfile
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,12 @@ def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
             raise DataError(f"{text!r} is cut at the size of the images it is compared with; none was given")
         patches = photograph_patches(size, split)
         images, names = patches.images, patches.names
-    elif text.endswith(".npz"):
-        images, names = _read_npz(text)
+    elif text.lower().endswith(".npz"):
+        images, names, found = _read_npz(text)
+        source = f"{source} ({found})" if found != "images, NHWC uint8" else source
+    elif Path(text).is_file():
+        raise DataError(f"{text!r} is a file, not an image set: pass a folder of images, an .npz (an 'images' or "
+                        "'arr_0' array), a sample folder or patches:heldout")
     else:
         folder = ImageFolder(text, 0, decode_all=False)  # each file is decoded below, once
         arrays = [np.asarray(read_rgb(path)) for path in folder.files]
@@ -83,17 +88,41 @@ def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
     return ImageSet(images.contiguous(), names, str(source))
 
 
-def _read_npz(path: str) -> tuple[torch.Tensor, list[str]]:
+def _read_npz(path: str) -> tuple[torch.Tensor, list[str], str]:
+    """(uint8 (N, C, H, W) images, names, what was found) of an .npz: this project's ``images`` or the ``arr_0`` of
+    ADM's evaluation suite and the tools that follow it; NHWC or NCHW; uint8, or float in [0, 1] or [-1, 1]."""
     if not Path(path).is_file():
         raise DataError(f"{path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path!r} is not an .npz archive (no zip file inside): image archives hold an 'images' or "
+                        "'arr_0' array (N, H, W, C), as numpy.savez writes them")
     try:
-        with np.load(path) as archive:
-            array = archive["images"]
-    except (OSError, EOFError, ValueError, KeyError) as error:
-        raise DataError(f"{path!r} is not an npz with an 'images' array (N, H, W, C) of uint8: {error}") from None
-    if array.ndim != 4 or array.dtype != np.uint8:
-        raise DataError(f"{path!r}: 'images' must be uint8 (N, H, W, C), got {array.dtype} {array.shape}")
-    return torch.from_numpy(array).permute(0, 3, 1, 2), [image_name(i) for i in range(len(array))]
+        with np.load(path, allow_pickle=False) as archive:
+            key = next((k for k in ("images", "arr_0") if k in archive.files), None)
+            if key is None:
+                raise DataError(f"{path!r} has no 'images' or 'arr_0' array (it holds {', '.join(archive.files) or 'none'})")
+            array = archive[key]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path!r} is not a readable .npz ({type(error).__name__}: {error}): image archives hold an "
+                        "'images' or 'arr_0' array (N, H, W, C)") from None
+    if array.ndim != 4:
+        raise DataError(f"{path!r}: {key!r} must be a stack of images (N, H, W, C) or (N, C, H, W), got shape {array.shape}")
+    layout = "NHWC" if array.shape[-1] in (1, 3) else "NCHW" if array.shape[1] in (1, 3) else None
+    if layout is None:
+        raise DataError(f"{path!r}: {key!r} of shape {array.shape} has no RGB (3) or grey (1) channel axis, first or "
+                        "last (RGBA or two-channel images: convert them to RGB first)")
+    images = torch.from_numpy(np.ascontiguousarray(array))
+    images = images.permute(0, 3, 1, 2) if layout == "NHWC" else images
+    if array.dtype == np.uint8:
+        found = "uint8"
+    elif np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.min() >= -1 and array.max() <= 1:
+        signed = bool(array.min() < 0)
+        found = f"{array.dtype} in [{-1 if signed else 0}, 1]"
+        images = ((images.double() + 1) * 127.5 if signed else images.double() * 255).round().clamp(0, 255).to(torch.uint8)
+    else:
+        raise DataError(f"{path!r}: {key!r} is {array.dtype} from {array.min()} to {array.max()}: images are uint8, or "
+                        "floats in [0, 1] or [-1, 1]")
+    return images, [image_name(i) for i in range(len(array))], f"{key}, {layout} {found}"
 
 
 def same_size(sets: dict[str, ImageSet], reference: ImageSet) -> None:
@@ -161,12 +190,21 @@ def prepare_image_folder(out: Path, num: int, record: dict, resume: bool, overwr
         for name in sorted(ours) + ["grid.png", "samples.npz", "sampling.json"]:
             (out / name).unlink(missing_ok=True)
         existing, before, ours = [n for n in existing if n not in ours], {}, set()
+    derived = [n for n in ("grid.png", "samples.npz") if (out / n).exists()]
+    if derived and not before:  # no record: not written by this tool
+        raise FolderError(f"{str(out)!r} holds {', '.join(derived)} that sample.py did not write there: move them, "
+                          "or use another --out")
     foreign = [n for n in existing if n not in ours]
     if foreign:
         raise FolderError(f"{str(out)!r} holds images that sample.py did not write there ({', '.join(foreign[:3])}"
                           f"{' ...' if len(foreign) > 3 else ''}): move them, or use another --out")
     if existing:
-        changed = [k for k in record if before.get(k) != record[k]]
+        # a record from before the weights were fingerprinted cannot say which drew its images
+        changed = [k for k in record if before.get(k) != record[k] and (k != "weights" or "weights" in before)]
+        if "weights" in changed:
+            raise FolderError(f"the images in {str(out)!r} were drawn by other weights than {record.get('checkpoint')!r} "
+                              "holds now (retrained or replaced): sample into another folder, or --overwrite them "
+                              "(eval.py report: delete that folder to sample again)")
         if changed:
             raise FolderError(f"{str(out)!r} was sampled with other settings ({', '.join(changed)}): "
                               "resume with the same ones, or use --overwrite or another --out")

@@ -9,6 +9,7 @@ Each command loads a checkpoint once and hands the model on (sampling, probe, te
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -94,7 +95,28 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
     if autoencoder is not None and model.config.in_channels != autoencoder.channels:
         raise CheckpointError(f"the UNet in {str(folder)!r} takes {model.config.in_channels} channels and its "
                               f"autoencoder makes {autoencoder.channels}-channel latents: they are not one model")
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise CheckpointError(f"the weights in {str(folder)!r} hold NaN or Inf values: it would draw blank images; use "
+                              "an earlier checkpoint (training keeps the last good one)")
+    files = [folder] + ([Path(autoencoder.source) / autoencoder.component] if autoencoder else [])
+    model.weights_fingerprint = fingerprint(files)  # travels with the model: which weights drew a sample folder
     return Checkpoint(model.eval(), scheduler, autoencoder)
+
+
+def weights_of(model: torch.nn.Module) -> str:
+    """The fingerprint of the files ``load_model`` read ``model`` from; "" for a model built in memory."""
+    return getattr(model, "weights_fingerprint", "")
+
+
+def fingerprint(folders: list[Path]) -> str:
+    """SHA-256 (first 16 hex digits) of the weight files in ``folders``: which weights drew a sample folder."""
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in folders for p in folder.glob("*") if p.suffix in (".safetensors", ".bin")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _download(repo_id: str) -> Path:

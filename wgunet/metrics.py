@@ -8,6 +8,7 @@ given teacher's own features, ranks sets scored with that same teacher and nothi
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,20 @@ class FidKid:
                            self.statistics.describe())
 
 
+def covariance_problem(mu: torch.Tensor, sigma: torch.Tensor) -> str | None:
+    """What makes (mu, sigma) no mean and covariance: non-finite values, asymmetry, a negative eigenvalue beyond
+    rounding (FID's matrix square root then has no meaning); None when they are sound."""
+    if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
+        return "NaN or Inf values"
+    scale = sigma.abs().max().clamp_min(1e-30)
+    if (sigma - sigma.T).abs().max() > 1e-6 * scale:
+        return "sigma is not symmetric"
+    smallest = torch.linalg.eigvalsh(sigma).min()
+    if smallest < -1e-6 * scale:
+        return f"sigma has a negative eigenvalue ({float(smallest):.3g}): not a covariance"
+    return None
+
+
 def read_fid_reference(path: str | Path) -> ReferenceStatistics:
     """FID reference statistics from an .npz with ``mu`` and ``sigma`` (this project's, EDM's or clean-fid's); the
     extractor's name and the image count are read when the file has them. Nothing in it is unpickled."""
@@ -165,10 +180,14 @@ def read_fid_reference(path: str | Path) -> ReferenceStatistics:
             mu, sigma = torch.from_numpy(archive["mu"]).double(), torch.from_numpy(archive["sigma"]).double()
             label = str(archive["features"]) if "features" in archive else None
             num = int(archive["num"]) if "num" in archive else None
-    except (OSError, EOFError, ValueError, KeyError) as error:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise MetricError(f"{str(path)!r} is not FID reference statistics (an .npz with 'mu' and 'sigma'): {error}; "
                           "make them with `eval.py fid-ref SET --out stats.npz`") from None
     if mu.dim() != 1 or sigma.shape != (len(mu), len(mu)):
         raise MetricError(f"{str(path)!r}: 'mu' must be (F,) and 'sigma' (F, F), got {tuple(mu.shape)} and "
                           f"{tuple(sigma.shape)}")
+    problem = covariance_problem(mu, sigma)
+    if problem:
+        raise MetricError(f"{str(path)!r} holds no valid FID statistics ({problem}): make them again with "
+                          "`eval.py fid-ref SET --out stats.npz`")
     return ReferenceStatistics(mu, sigma, label, num, str(path))

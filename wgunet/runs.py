@@ -67,8 +67,15 @@ class Run:
         if exists and not resume:
             raise RunError(f"{self.path} already holds a {self.what}: pass --resume to continue it, or {self.elsewhere}")
         if resume and not list_checkpoints(self.path):
+            written = [name for name in self.outputs if (self.path / name).exists()]
+            if written:  # its checkpoints were removed: training again would replace what is there
+                raise RunError(f"{self.path} holds {', '.join(written)} but no checkpoint to resume from: a resume "
+                               f"would train from step 0 and replace it; move it away, or {self.elsewhere}")
             print(f"{self.path} has no checkpoint yet: starting from step 0", file=sys.stderr)
         if not exists:
+            if (self.path / "config.yaml").exists() and not (self.path / "metrics.jsonl").exists():
+                raise RunError(f"{self.path} holds a config.yaml that no {self.what} wrote there: a run writes its own "
+                               f"config.yaml into its folder; {self.elsewhere}")
             return
         try:
             recorded = read_yaml((self.path / "config.yaml").read_text())

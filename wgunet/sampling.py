@@ -25,7 +25,7 @@ from .files import folder_lock
 from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
 from .latents import Autoencoder, LatentPipeline
 from .devices import DTYPES, pick_device, pick_dtype
-from .loading import Checkpoint, load_model
+from .loading import Checkpoint, load_model, weights_of
 from .processes import my_share, on_main, processes
 
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
@@ -102,6 +102,9 @@ def sample_images(pipeline: Pipeline, indices: list[int], seed: int, steps: int,
     with torch.autocast(pipeline.device.type, dtype=dtype, enabled=dtype != torch.float32):
         images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np",
                           **options).images
+    if not np.isfinite(images).all():
+        raise SamplingError("the model made NaN or Inf pixel values: its weights or --dtype overflow (try --dtype "
+                            "float32, or an earlier checkpoint)")
     return (images * 255).round().astype(np.uint8)
 
 
@@ -151,7 +154,7 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
         raise SamplingError(f"--steps {steps} is more than the {trained} steps the model was trained with: use at most "
                             f"{trained}")
     record = {"checkpoint": str(checkpoint), "scheduler": scheduler, "steps": steps, "seed": seed, "dtype": dtype,
-              "sample_size": loaded.image_size}  # what the images depend on (compile: not, to 1e-5)
+              "sample_size": loaded.image_size, "weights": weights_of(loaded.model)}  # what the images depend on (not compile)
     with folder_lock(out, "sampling") if state.is_main_process else contextlib.nullcontext():
         todo = on_main(state, lambda: prepare_image_folder(out, num, record, resume, overwrite))
         batch_size = batch_size or default_batch_size(loaded.image_size)

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wgunet_cli.numbers import count, positive, positive_number, seed, weight
+from wgunet_cli.arguments import count, path, positive, positive_number, seed, weight
 
 
 PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
@@ -53,7 +53,7 @@ SHARED = {
                         help=f"probe timesteps, comma-separated (default {PROBE_TIMESTEPS})"),
     "--probe-images": dict(type=positive, default=256, help="real images the probe noises and denoises (default 256)"),
     "--seed": dict(type=seed, default=0, help="seed (sampling: image i uses (seed, i); probe noise; FINC features)"),
-    "--out": dict(required=True, help="output folder"),
+    "--out": dict(type=path, required=True, help="output folder"),
     "--fid-ref": dict(default=None, metavar="STATS_NPZ",
                       help="score FID against saved statistics (eval.py fid-ref, or a published mu/sigma .npz made "
                       "with the same --features) instead of the reference images; KID is then not computed"),
@@ -165,7 +165,12 @@ def named(values: list[str]) -> dict[str, str]:
     for value in values:
         name, _, path = value.rpartition("=") if "=" in value else (None, "", value)
         parts = [p for p in Path(path).parts if p not in ("model", "samples", "samples.npz", "/")]
-        sources[name or (parts[-1] if parts else path)] = path
+        key = name or (parts[-1] if parts else path)
+        if key in sources:
+            from wgunet.cli import UserError
+
+            raise UserError(f"two sets are named {key!r}: name them apart, e.g. {key}_a={sources[key]} {key}_b={path}")
+        sources[key] = path
     return sources
 
 

@@ -8,7 +8,7 @@ Writes numbered PNGs, grid.png and samples.npz (uint8, N x H x W x C) into DIR.
 import argparse
 import sys
 
-from wgunet_cli.numbers import positive, seed
+from wgunet_cli.arguments import path, positive, seed
 
 
 
@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--num", "--num-images", dest="num", type=positive, default=64,
                         help="number of images (default 64); under torchrun spell it --num-images (torchrun reads "
                         "--num as its own --numa-binding)")
-    parser.add_argument("--out", required=True, help="output folder for the PNGs, grid.png and samples.npz")
+    parser.add_argument("--out", type=path, required=True, help="output folder for the PNGs, grid.png and samples.npz")
     parser.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"],
                         help="sampler (default ddim): ddpm = ancestral DDPM, ddim = deterministic DDIM (eta 0), "
                         "dpm++ = DPM-Solver++ multistep")

@@ -1,4 +1,4 @@
-"""The ranges of command-line numbers, as argparse types: a bad value is argparse's one-line usage error."""
+"""Command-line values checked as they are parsed (argparse types): a bad one is argparse's one-line usage error."""
 
 import argparse
 import math
@@ -52,3 +52,10 @@ def weight(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def path(text: str) -> str:
+    """A file or folder path: not empty (an empty one would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
