@@ -35,8 +35,8 @@ def test_distillation_exports_a_student_that_adopts_the_teacher_schedule(tiny_ru
     run = Path(config.output_dir)
     assert exported == run / "model"
     assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-000003", "step-000006"]
-    pipeline = DDPMPipeline.from_pretrained(exported)
-    assert isinstance(pipeline.unet, WGUNet)
+    pipeline = DDPMPipeline.from_pretrained(exported, trust_remote_code=True)  # its code travels in unet/
+    assert type(pipeline.unet).__name__ == "WGUNet"
     teacher_schedule = DDPMPipeline.from_pretrained(tiny_teacher).scheduler.config
     assert pipeline.scheduler.config.prediction_type == "v_prediction" == teacher_schedule.prediction_type
     assert pipeline.scheduler.config.num_train_timesteps == 100
@@ -103,7 +103,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, m
     with pytest.raises(RunError, match=r"non-finite loss at step 5 .*freq nan.*step-000003.*--resume"):
         train(config)
     assert latest_checkpoint(config.output_dir).name == "step-000003"
-    DDPMPipeline.from_pretrained(latest_checkpoint(config.output_dir) / "model")  # still loads
+    DDPMPipeline.from_pretrained(latest_checkpoint(config.output_dir) / "model", trust_remote_code=True)  # still loads
 
 
 TINY_UNET2D = dict(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4, attention_head_dim=8,
@@ -202,7 +202,7 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     saved = load_file(run / "checkpoints" / "step-000004" / "model.safetensors")
     assert all(torch.equal(saved[k], a[k]) for k in a)
     assert (run / "checkpoints" / "step-000004" / "process_1.safetensors").is_file()  # each process's generators
-    DDPMPipeline.from_pretrained(run / "model")
+    DDPMPipeline.from_pretrained(run / "model", trust_remote_code=True)
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert [e["step"] for e in read_evaluations(run)] == [2, 4]
@@ -279,8 +279,8 @@ def test_every_export_carries_a_model_card(tiny_run):
     folder = train(config)
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "diffusers" and card.data.base_model is None and "distillation" in card.data.tags
-    assert f"step {config.max_steps}" in card.text and "import wgunet" in card.text and "max_steps: 6" in card.text
-    assert DDPMPipeline.from_pretrained(folder).unet.config.sample_size == 16  # the card does not disturb loading
+    assert f"step {config.max_steps}" in card.text and "trust_remote_code=True" in card.text and "max_steps: 6" in card.text
+    assert DDPMPipeline.from_pretrained(folder, trust_remote_code=True).unet.config.sample_size == 16  # the card does not disturb loading
     hub = load_config(None, tiny_run + ["teacher=google/ddpm-cifar10-32"])
     assert ModelCard(model_card(hub, 1, 10)).data.base_model == "google/ddpm-cifar10-32"
 

@@ -16,24 +16,32 @@ def hub_id(name: str) -> str | None:
     return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~")) else None
 
 
-USE_PIXELS = """```python
-import torch
-{registers}from diffusers import DDPMPipeline
+# The code a model card shows: exactly what tests/test_portable.py runs in an interpreter without wgunet. Image i
+# comes from its own generator seeded (seed * 1_000_003 + i), as in sample.py, so both make the same images.
+LOAD_SNIPPET = """import torch
+from diffusers import DiffusionPipeline
 
-pipeline = DDPMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # the full ancestral chain
-images = pipeline(batch_size=4, generator=torch.manual_seed(0)).images
-```"""
-USE_LATENT = {
-    "vqvae": """```python
-import torch
-{registers}from diffusers import LDMPipeline
+pipeline = DiffusionPipeline.from_pretrained({source!r}, trust_remote_code={remote})
+generators = [torch.Generator().manual_seed(0 * 1_000_003 + i) for i in range(4)]  # image i, seed 0: as sample.py
+images = pipeline(batch_size=4, generator=generators, {steps}
+                  output_type="np").images  # (4, H, W, 3) in [0, 1]
+"""
+REMOTE_CODE_NOTE = ("The WG-UNet's code travels with the weights (`unet/wgunet_unet.py`, named in `model_index.json`), "
+                    "so diffusers loads it with `trust_remote_code=True` and nothing else installed; "
+                    "`AutoModel.from_pretrained(\"THIS_FOLDER/unet\", trust_remote_code=True)` loads the UNet alone "
+                    "(diffusers 0.42's AutoModel does not follow a custom component of model_index.json given "
+                    "`subfolder=`). "
+                    "diffusers then warns \"Expected types for unet: (UNet2DModel,), got WGUNet\": its pipeline's "
+                    "signature names UNet2DModel, and any UNet with that call signature works in it.")
+KL_NOTE = ("A latent model (the UNet denoises the latents of `vae/`, which decodes them): no unconditional diffusers "
+           "pipeline takes an AutoencoderKL, so sample it with wgunet (`python sample.py THIS_FOLDER ...`).")
 
-pipeline = LDMPipeline.from_pretrained("THIS_FOLDER_OR_HUB_ID")  # denoises latents, decodes with vqvae/
-images = pipeline(batch_size=4, num_inference_steps=50, generator=torch.manual_seed(0)).images
-```""",
-    "vae": "A latent model (the UNet denoises the latents of `vae/`, which decodes them): no unconditional diffusers "
-           "pipeline takes an AutoencoderKL, so sample it with wgunet, as below.",
-}
+
+def load_snippet(source: str, wavelet_gated: bool, latent: bool = False) -> str:
+    """The Python that loads an export from ``source`` (a folder or Hub id) and draws four images: a pixel model
+    with its full ancestral chain (sample.py --scheduler ddpm), a latent one with 50 of LDMPipeline's DDIM steps."""
+    steps = "num_inference_steps=50, " if latent else "num_inference_steps=pipeline.scheduler.config.num_train_timesteps, "
+    return LOAD_SNIPPET.format(source=source, remote=wavelet_gated, steps=steps)
 
 
 def model_card(config: TrainConfig, step: int, parameters: int, evaluation: TrainingEvaluation | None = None,
@@ -47,7 +55,6 @@ def model_card(config: TrainConfig, step: int, parameters: int, evaluation: Trai
                          base_model=hub_id(config.teacher) if distilled else None,
                          tags=["wgunet", "diffusion", "ddpm"] + (["distillation"] if distilled else [])
                          + (["wavelet-gated-unet"] if wavelet_gated else []))
-    registers = "import wgunet  # registers the WGUNet class with diffusers\n" if wavelet_gated else ""
     kind = "A Wavelet-Gated UNet (WG-UNet) student" if wavelet_gated else f"A diffusers {config.student_class} student"
     what = (f"{kind}, {parameters / 1e6:.2f} M parameters, distilled from the teacher "
             f"`{config.teacher}` with L = {config.loss.lambda_ddpm} L_DDPM + {config.loss.lambda_spatial} L_spatial + "
@@ -62,7 +69,8 @@ the weights derive from the training data{" and the teacher" if distilled else "
 
 ## Use
 
-{(USE_LATENT[autoencoder] if autoencoder else USE_PIXELS).format(registers=registers)}
+{KL_NOTE if autoencoder == "vae" else "```python" + chr(10) + load_snippet("THIS_FOLDER_OR_HUB_ID", wavelet_gated, bool(autoencoder)) + "```"}
+{REMOTE_CODE_NOTE if wavelet_gated and autoencoder != "vae" else ""}
 
 Faster, with the samplers set up as this model was trained (x0 clipping kept for DDIM and DPM-Solver++):
 `python sample.py THIS_FOLDER --scheduler ddim --num 64 --out samples/`.

@@ -260,7 +260,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     config = _build(TrainConfig, values)
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from .model import STUDENT_CLASSES
+    from .training import STUDENT_CLASSES
 
     if config.mode not in ("distill", "teacher"):
         raise ConfigError(f"mode must be 'distill' or 'teacher', got {config.mode!r}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -25,7 +24,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import WGDown, WGUp
-from .wavelets import check_wavelet
+from .wavelets import check_wavelet, filter_bank, register_filter_bank
 
 
 @dataclass
@@ -69,12 +68,18 @@ class WGUNet(ModelMixin, ConfigMixin):
         gate_on_time: bool = True,
         flip_sin_to_cos: bool = True,
         freq_shift: int = 0,
+        wavelet_filters: list[list[float]] | None = None,
+        auto_map: dict[str, str] | None = None,  # set by exports (wgunet.portable): where diffusers' AutoModel finds this code
     ):
         super().__init__()
         widths = list(block_out_channels)
         resolutions = [sample_size // 2**i for i in range(len(widths))]
         self._check_config(sample_size, widths, resolutions, attention_resolutions, attention_head_dim, norm_num_groups)
+        if wavelet_filters is not None:  # a saved model's own filter bank: no PyWavelets needed to run it
+            register_filter_bank(wavelet, wavelet_filters)
         check_wavelet(wavelet)
+        if wavelet not in ("haar", "db1") and wavelet_filters is None:  # saved with the model (wavelet_filters)
+            self.register_to_config(wavelet_filters=[list(f) for f in filter_bank(wavelet)])
 
         temb_dim = 4 * widths[0]
         gate_temb = temb_dim if gate_on_time else None
@@ -213,18 +218,3 @@ class WGUNet(ModelMixin, ConfigMixin):
         if not return_dict:
             return (out,) if features is None else (out, features)
         return WGUNetOutput(sample=out, features=features)
-
-
-# what a distillation run may train (config student_class); a UNet2DModel student loads without this package
-STUDENT_CLASSES: dict[str, type[ModelMixin]] = {"WGUNet": WGUNet, "UNet2DModel": UNet2DModel}
-
-
-def build_student(student_class: str, arguments: dict, teacher: ModelMixin) -> ModelMixin:
-    """A ``student_class`` student shaped as its teacher (sample size and channels: for a latent teacher, its latent
-    space), with the config's ``arguments`` over that."""
-    from .config import check_model
-
-    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
-    arguments = {**shape, **arguments}
-    check_model("student", STUDENT_CLASSES[student_class], arguments, arguments["sample_size"])
-    return STUDENT_CLASSES[student_class](**arguments)

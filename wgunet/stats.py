@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .config import load_config
     from .latents import Autoencoder
-    from .model import build_student
+    from .training import build_student
     from .teacher import AUTOENCODER_ARCHITECTURES, TEACHER_ARCHITECTURES, autoencoder_architecture, teacher_architecture
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

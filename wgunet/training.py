@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers.models.modeling_utils import ModelMixin
 from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from safetensors import SafetensorError
@@ -32,17 +33,18 @@ from tqdm.auto import tqdm
 
 from .cli import UserError
 from .compilation import compiled
-from .config import TrainConfig, eval_reference, to_dict
+from .config import TrainConfig, check_model, eval_reference, to_dict
 from .card import model_card
 from .data import build_dataset, loader_workers
+from .devices import DTYPES, allow_tf32
 from .features import teacher_features
 from .files import atomic_folder, folder_lock, write_text
 from .hub import push_export
 from .latents import Autoencoder, complete_export, write_reference
-from .devices import DTYPES, allow_tf32
 from .losses import frequency_loss, spatial_loss
-from .model import WGUNet, build_student
+from .model import WGUNet
 from .monitor import TrainingEvaluation, TrainingMonitor
+from .portable import make_portable
 from .prediction import training_target
 from .processes import check_launch
 from .runs import Run, list_checkpoints
@@ -57,6 +59,19 @@ MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_chec
 
 class TrainingError(UserError, RuntimeError):
     """A run that cannot go on; the message says why and what to change."""
+
+
+# what a distillation run may train (config student_class); a UNet2DModel student loads without this package
+STUDENT_CLASSES: dict[str, type[ModelMixin]] = {"WGUNet": WGUNet, "UNet2DModel": UNet2DModel}
+
+
+def build_student(student_class: str, arguments: dict, teacher: ModelMixin) -> ModelMixin:
+    """A ``student_class`` student shaped as its teacher (sample size and channels: for a latent teacher, its latent
+    space), with the config's ``arguments`` over that."""
+    shape = {k: teacher.config[k] for k in ("sample_size", "in_channels", "out_channels")}
+    arguments = {**shape, **arguments}
+    check_model("student", STUDENT_CLASSES[student_class], arguments, arguments["sample_size"])
+    return STUDENT_CLASSES[student_class](**arguments)
 
 
 class Distiller(nn.Module):
@@ -219,6 +234,7 @@ def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, f
     latent student's folder names its autoencoder (wgunet.latents), which the final export copies in."""
     with ema_weights(ema, model):
         DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
+    make_portable(folder)
     write_text(folder / "README.md", card)
     if autoencoder is not None:
         write_reference(autoencoder, folder)

@@ -1,6 +1,7 @@
 """One-level 2-D discrete wavelet transform and its inverse, in torch.
 
-Filter banks come from PyWavelets; the boundary is periodization, which makes the one-level
+Filter banks come from PyWavelets (imported only for a wavelet other than Haar whose bank is not registered:
+a WG-UNet's config carries its bank, so a saved model runs without PyWavelets); the boundary is periodization, which makes the one-level
 transform exactly invertible at even sizes for every orthogonal and biorthogonal wavelet and
 matches ``pywt.dwt2(x, w, mode="periodization")`` band by band.
 
@@ -18,32 +19,50 @@ from __future__ import annotations
 
 import functools
 
-import pywt
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dwt2", "idwt2", "gated_dwt2", "gated_expand_idwt2", "check_wavelet", "BANDS", "SUPPORTED"]
+__all__ = ["dwt2", "idwt2", "gated_dwt2", "gated_expand_idwt2", "check_wavelet", "filter_bank", "register_filter_bank",
+           "supported_wavelets", "BANDS"]
 
 BANDS = ("LL", "LH", "HL", "HH")
+FilterBank = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]  # dec_lo, dec_hi, rec_lo, rec_hi
+_REGISTERED: dict[str, FilterBank] = {}  # banks read from saved models' configs
 
 
-# The discrete Meyer wavelet is an FIR approximation that pywt itself does not invert exactly.
-SUPPORTED = tuple(name for name in pywt.wavelist(kind="discrete") if name != "dmey")
+def supported_wavelets() -> tuple[str, ...]:
+    """PyWavelets' discrete wavelets that reconstruct perfectly (its discrete Meyer is an FIR approximation that
+    pywt itself does not invert exactly)."""
+    import pywt
+
+    return tuple(name for name in pywt.wavelist(kind="discrete") if name != "dmey")
 
 
 def check_wavelet(name: str) -> None:
     """One clear error for a wavelet the transforms cannot use (a plain test: torch.compile traces it)."""
-    if name not in SUPPORTED:
+    if _is_haar(name) or name in _REGISTERED:
+        return
+    if name not in supported_wavelets():
         raise ValueError(
             f"unknown or unsupported wavelet {name!r}: use a perfectly reconstructing discrete wavelet "
-            f"that PyWavelets knows, e.g. 'haar', 'db2', 'sym4', 'coif1', 'bior2.2' (see wgunet.wavelets.SUPPORTED)"
+            f"that PyWavelets knows, e.g. 'haar', 'db2', 'sym4', 'coif1', 'bior2.2' (see wgunet.wavelets.supported_wavelets)"
         )
 
 
-@functools.lru_cache(maxsize=None)
-def _wavelet(name: str) -> pywt.Wavelet:
-    check_wavelet(name)
-    return pywt.Wavelet(name)
+def filter_bank(name: str) -> FilterBank:
+    """(dec_lo, dec_hi, rec_lo, rec_hi) of wavelet ``name``: a registered bank, else PyWavelets'."""
+    if name not in _REGISTERED:
+        import pywt
+
+        check_wavelet(name)
+        wavelet = pywt.Wavelet(name)
+        _REGISTERED[name] = tuple(tuple(f) for f in (wavelet.dec_lo, wavelet.dec_hi, wavelet.rec_lo, wavelet.rec_hi))
+    return _REGISTERED[name]
+
+
+def register_filter_bank(name: str, bank: list[list[float]]) -> None:
+    """Use ``bank`` (as ``filter_bank`` gives it) for wavelet ``name``: how a saved model brings its own filters."""
+    _REGISTERED[name] = tuple(tuple(float(v) for v in f) for f in bank)
 
 
 def _is_haar(name: str) -> bool:
@@ -149,8 +168,8 @@ class _HaarIDWT(torch.autograd.Function):
 @functools.lru_cache(maxsize=64)
 def _filters(name: str, kind: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(4, L, L) separable 2-D filters in band order LL, LH, HL, HH (first factor along H)."""
-    wav = _wavelet(name)
-    lo, hi = (wav.dec_lo, wav.dec_hi) if kind == "dec" else (wav.rec_lo, wav.rec_hi)
+    dec_lo, dec_hi, rec_lo, rec_hi = filter_bank(name)
+    lo, hi = (dec_lo, dec_hi) if kind == "dec" else (rec_lo, rec_hi)
     lo, hi = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
     if kind == "dec":  # correlation with the reversed analysis filter = pywt's convolution
         lo, hi = lo.flip(0), hi.flip(0)
