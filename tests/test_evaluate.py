@@ -143,3 +143,30 @@ def test_eval_fid_ref_then_spectrum_with_it(tiny_teacher, tmp_path, monkeypatch,
         scored[bool(flags)] = json.loads((tmp_path / "out" / "metrics.json").read_text())["sets"]["fake"]["fid_kid"]
     assert scored[True]["fid"]["value"] == pytest.approx(scored[False]["fid"]["value"], rel=1e-4)
     assert scored[True]["kid_mean"] is None and scored[False]["kid_mean"] is not None
+
+
+def test_a_saved_hugging_face_dataset_and_an_imagefolder_layout_are_image_sets_and_training_data(tmp_path):
+    """save_to_disk folders (a Dataset, a DatasetDict's test split) and class subfolders, for evaluation and
+    training alike."""
+    datasets = pytest.importorskip("datasets")
+    from wgunet.config import DataConfig
+    from wgunet.data import build_dataset
+
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(6)]
+    dataset = datasets.Dataset.from_dict({"image": pictures, "label": list(range(6))}, features=datasets.Features(
+        {"image": datasets.Image(), "label": datasets.Value("int64")}))
+    dataset.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": dataset.select(range(4)), "test": dataset.select(range(4, 6))}).save_to_disk(
+        str(tmp_path / "splits"))
+    for i, picture in enumerate(pictures):
+        (tmp_path / "classes" / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
+        picture.save(tmp_path / "classes" / f"class_{i % 2}" / f"{i}.png")
+    expected = torch.from_numpy(np.stack([np.asarray(p) for p in pictures])).permute(0, 3, 1, 2)
+    assert torch.equal(load_image_set(tmp_path / "saved").images, expected)
+    held_out = load_image_set(tmp_path / "splits")
+    assert torch.equal(held_out.images, expected[4:]) and held_out.source.endswith("(split test)")
+    assert sorted(load_image_set(tmp_path / "classes").names)[0] == "class_0/0.png" and len(load_image_set(tmp_path / "classes")) == 6
+    assert len(build_dataset(DataConfig(source=str(tmp_path / "saved"), sample_size=16))) == 6
+    assert len(build_dataset(DataConfig(source=str(tmp_path / "splits"), sample_size=16))) == 4  # data.split: train
+    assert len(build_dataset(DataConfig(source=str(tmp_path / "classes"), sample_size=16))) == 6

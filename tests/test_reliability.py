@@ -96,7 +96,7 @@ def test_a_second_writer_of_one_folder_is_refused_and_a_dead_ones_lock_is_free(t
     holder.kill()  # as kill -9: no clean-up runs
     holder.wait()
     with folder_lock(tmp_path, "sampling"):
-        assert "sampling pid" in (tmp_path / ".lock").read_text()
+        assert "sampling pid" in (tmp_path / ".lock.holder").read_text()
 
 
 def test_training_images_are_decoded_before_the_first_step(tmp_path):
@@ -189,3 +189,35 @@ def test_errors_name_the_users_path_not_the_hidden_scratch_name(tmp_path, capsys
 
     assert run_cli(denied) == 2
     assert f"Permission denied: {tmp_path / 'run' / 'model' / 'unet' / 'w.safetensors'}." in capsys.readouterr().err
+
+
+def test_a_tiny_train_sample_and_evaluation_run_where_fcntl_does_not_exist(tiny_run, tmp_path):
+    """As on Windows: nothing of the package imports fcntl (folder locks go through filelock)."""
+    script = f"""
+import sys
+sys.modules["fcntl"] = None  # `import fcntl` fails from here on
+from wgunet.config import load_config
+from wgunet.sampling import run_sampling
+from wgunet.commands import spectrum
+model = __import__("wgunet.training", fromlist=["train"]).train(load_config(None, {tiny_run!r}))
+run_sampling(str(model), 4, {str(tmp_path / 'samples')!r}, steps=2)
+result = spectrum({{"student": {str(tmp_path / 'samples')!r}}}, "patches:heldout", __import__("pathlib").Path({str(tmp_path / 'eval')!r}),
+                  features="teacher", teacher="assets/teacher", num_images=None, bootstrap=5, fid=False)
+print("scored", sorted(result.sets))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "scored ['student']" in result.stdout
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_an_accelerate_config_with_sharded_training_is_refused_before_any_work(tiny_run, monkeypatch, engine):
+    """The checkpoints hold whole models and optimizer states: sharding engines would need their own."""
+    from wgunet.config import load_config
+    from wgunet.processes import LaunchError
+    from wgunet.training import train
+
+    monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")
+    with pytest.raises(LaunchError, match=f"{engine.lower()}.*plain DDP"):
+        train(load_config(None, tiny_run))
+    assert not (Path(tiny_run[-1].split("=", 1)[1]) / "checkpoints").exists()

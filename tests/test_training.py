@@ -15,7 +15,6 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 from safetensors.torch import load_file
 
-from wgunet import WGUNet
 from wgunet.config import load_config
 from launch import free_port
 from wgunet.monitor import read_evaluations

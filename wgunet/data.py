@@ -6,7 +6,8 @@ Sources (``DataConfig.source``; the same names wherever a tool takes an image se
   each photograph is held out, so the ``heldout`` split shares no pixel with ``train``.
 - an image folder: PNG, JPEG or WebP, searched recursively; each decoded once to check it; the shorter side
   resized to the sample size (images smaller than it refused unless ``upscale``), then the centre square.
-- a Hugging Face ``datasets`` name (or a ``datasets.Dataset``), with the image column detected.
+- a Hugging Face ``datasets`` name, a folder saved with ``save_to_disk`` (or a ``datasets.Dataset``), with the
+  image column detected.
 """
 
 from __future__ import annotations
@@ -234,6 +235,27 @@ class HFImages(Dataset):
         return to_tensor(self.dataset[index][self.column], self.size)
 
 
+def saved_dataset(source: str | Path) -> bool:
+    """A folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    folder = Path(source)
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def load_saved_dataset(source: str | Path, split: str = "train") -> Any:
+    """The ``datasets.Dataset`` saved in ``source`` (memory-mapped arrow files); of a DatasetDict, ``split``."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{str(source)!r} is a Hugging Face dataset saved with save_to_disk: pip install datasets "
+                        "(or pip install 'wgunet[hf]')") from None
+    loaded = datasets.load_from_disk(str(source))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{str(source)!r} holds the splits {', '.join(loaded)}, not {split!r}: set data.split")
+        loaded = loaded[split]
+    return loaded
+
+
 BUILTIN = "patches"
 
 
@@ -264,6 +286,8 @@ def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dat
     split = builtin_set(config.source)
     if split is not None:
         return photograph_patches(config.sample_size, split, config.patches_per_image, seed)
+    if saved_dataset(config.source):
+        return HFImages(load_saved_dataset(config.source, config.split), config.sample_size, config.image_column)
     if Path(config.source).exists():
         return ImageFolder(config.source, config.sample_size, upscale=config.upscale)
     looks_like_path = config.source.startswith((".", "/", "~")) or config.source.count("/") > 1

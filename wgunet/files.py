@@ -8,8 +8,6 @@ moment the writer is killed at. Folders (checkpoints, exports) are written the s
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import re
@@ -17,6 +15,8 @@ import shutil
 import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from filelock import FileLock, Timeout
 
 from .cli import UserError
 
@@ -132,36 +132,30 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
-    """An exclusive lock on ``folder`` for the life of the block.
+    """An exclusive lock on ``folder`` for the life of the block (``filelock``: flock on Unix, msvcrt on Windows).
 
-    ``flock`` is released by the kernel when its holder dies, so a lock left by a killed process (kill -9, a
-    crash, a reboot) is never stale: the next process simply takes it. The file names the holder for the message.
+    The operating system releases it when its holder dies, so a lock left by a killed process (kill -9, a crash, a
+    reboot) is never stale: the next process simply takes it. ``.lock.holder`` names the holder for the message.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{str(folder)!r} is a file, not a folder: give the {what} a folder to write into")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".lock"
-    handle = open(path, "a+")
+    lock, holder = FileLock(folder / ".lock"), folder / ".lock.holder"
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        if error.errno in (errno.EAGAIN, errno.EACCES):
-            raise FolderBusy(f"{str(folder)!r} is in use by {holder}: wait for it to finish (or stop it), "
-                             f"or give this {what} another output folder") from None
-        raise
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            who = holder.read_text().strip() or "another process"
+        except OSError:
+            who = "another process"
+        raise FolderBusy(f"{str(folder)!r} is in use by {who}: wait for it to finish (or stop it), "
+                         f"or give this {what} another output folder") from None
     try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{what} pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+        holder.write_text(f"{what} pid {os.getpid()} on {socket.gethostname()}\n")
         yield
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        lock.release()
 
 
 def trim_log(path: Path, step: int) -> None:

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from .cli import UserError
-from .data import DataError, ImageFolder, builtin_set, photograph_patches, read_rgb
+from .data import DataError, HFImages, ImageFolder, builtin_set, load_saved_dataset, photograph_patches, read_rgb, saved_dataset
 from .files import remove_scratch, scratch_path, write_file, write_json
 
 GRID_IMAGES = 64
@@ -56,7 +56,9 @@ def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
     - ``patches:heldout`` / ``patches:train``: the built-in photographs, cut at ``size`` (the size of the other
       set or model in the command);
     - an ``.npz`` with an ``images`` array (N, H, W, C), or a sample folder that holds one;
-    - a folder of PNG / JPEG / WebP images, all of one size (not resized: that would change their spectra).
+    - a folder of PNG / JPEG / WebP images (class subfolders included), all of one size (not resized: that would
+      change their spectra);
+    - a Hugging Face dataset saved with ``save_to_disk`` (of a DatasetDict, its test or validation split).
     """
     text = str(source)
     if Path(text).is_dir() and (Path(text) / "samples.npz").is_file():
@@ -70,22 +72,45 @@ def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
     elif text.lower().endswith(".npz"):
         images, names, found = _read_npz(text)
         source = f"{source} ({found})" if found != "images, NHWC uint8" else source
+    elif saved_dataset(text):
+        split = _evaluation_split(text)
+        dataset = HFImages(load_saved_dataset(text, split or "train"), 0)
+        arrays = [np.asarray(image.convert("RGB")) for image in dataset.dataset[dataset.column]]
+        images, names = _stack_one_size(arrays, text), [f"{i:06d}" for i in range(len(arrays))]
+        source = f"{source} (split {split})" if split else source
     elif Path(text).is_file():
         raise DataError(f"{text!r} is a file, not an image set: pass a folder of images, an .npz (an 'images' or "
                         "'arr_0' array), a sample folder or patches:heldout")
     else:
         folder = ImageFolder(text, 0, decode_all=False)  # each file is decoded below, once
-        arrays = [np.asarray(read_rgb(path)) for path in folder.files]
-        shapes = sorted({a.shape for a in arrays})
-        if len(shapes) > 1:
-            raise DataError(f"images in {text!r} have different sizes {[s[:2] for s in shapes][:4]}: "
-                            "evaluation needs one size (resize them first, or sample again)")
-        images, names = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), folder.names
+        images, names = _stack_one_size([np.asarray(read_rgb(path)) for path in folder.files], text), folder.names
     if len(images) == 0:
         raise DataError(f"{text!r} holds no images")
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     return ImageSet(images.contiguous(), names, str(source))
+
+
+def _stack_one_size(arrays: list[np.ndarray], source: str) -> torch.Tensor:
+    shapes = sorted({a.shape for a in arrays})
+    if len(shapes) > 1:
+        raise DataError(f"images in {source!r} have different sizes {[s[:2] for s in shapes][:4]}: "
+                        "evaluation needs one size (resize them first, or sample again)")
+    if not arrays:
+        raise DataError(f"{source!r} holds no images")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def _evaluation_split(folder: str) -> str | None:
+    """A saved DatasetDict's held-out split (test, else validation, else its only one); None for a Dataset."""
+    if not (Path(folder) / "dataset_dict.json").is_file():
+        return None
+    splits = json.loads((Path(folder) / "dataset_dict.json").read_text()).get("splits", [])
+    found = next((s for s in ("test", "validation") if s in splits), splits[0] if len(splits) == 1 else None)
+    if found is None:
+        raise DataError(f"{folder!r} holds the splits {', '.join(splits)} and none is test or validation: save the "
+                        "evaluation split alone (dataset[split].save_to_disk(...))")
+    return found
 
 
 def _read_npz(path: str) -> tuple[torch.Tensor, list[str], str]:

@@ -6,7 +6,6 @@ record, derived files, reports) is done by the main process, and its result, or 
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -24,11 +23,17 @@ class LaunchError(UserError):
     """A launcher that started fewer processes than it was asked for."""
 
 
-@functools.cache
 def check_launch() -> None:
-    """Refuse a run that ``accelerate launch --num_processes N`` started as one process: without GPUs and without
+    """Refuse an Accelerate configuration for FSDP or DeepSpeed (sharded states this project does not save), and a
+    run that ``accelerate launch --num_processes N`` started as one process: without GPUs and without
     a multi-CPU configuration its simple launcher runs the script once, which would train or sample alone while
     the user counts on N. (Seen from the launcher's command line, where the system shows it: Linux's /proc.)"""
+    for engine, variable in (("fsdp", "ACCELERATE_USE_FSDP"), ("deepspeed", "ACCELERATE_USE_DEEPSPEED")):
+        if os.environ.get(variable, "false").lower() in ("1", "true", "yes"):
+            raise LaunchError(f"accelerate is configured for {engine} ({variable}): this project's checkpoints hold whole "
+                              "models and optimizer states, which sharding engines split; train with plain DDP, "
+                              "`accelerate launch --multi_gpu --num_processes N train.py ...` or `torchrun "
+                              "--nproc_per_node N train.py ...` (several machines: --num_machines, see docs)")
     if "ACCELERATE_USE_CPU" not in os.environ or "WORLD_SIZE" in os.environ:
         return  # not accelerate's one-process launcher
     try:
