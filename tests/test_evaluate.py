@@ -170,3 +170,30 @@ def test_a_saved_hugging_face_dataset_and_an_imagefolder_layout_are_image_sets_a
     assert len(build_dataset(DataConfig(source=str(tmp_path / "saved"), sample_size=16))) == 6
     assert len(build_dataset(DataConfig(source=str(tmp_path / "splits"), sample_size=16))) == 4  # data.split: train
     assert len(build_dataset(DataConfig(source=str(tmp_path / "classes"), sample_size=16))) == 6
+
+
+def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_memory_mapped(tmp_path):
+    """score_sets reads sets in batches (here 700 images of 64 px in batches of 512 and a reference of 300 in one)
+    and accumulates the bootstrap's weighted sums; the scores equal spectral_scores on the whole sets in memory."""
+    from wgunet.images import open_image_set
+    from wgunet.measures import score_sets
+    from wgunet.spectral import image_statistics, spectral_scores
+
+    rng = np.random.default_rng(0)
+    generated = rng.integers(0, 256, (700, 64, 64, 3), dtype=np.uint8)
+    generated[:, :, ::2] //= 2  # a spectral difference to score
+    real = rng.integers(0, 256, (300, 64, 64, 3), dtype=np.uint8)
+    np.savez(tmp_path / "generated.npz", images=generated)
+    np.savez(tmp_path / "real.npz", arr_0=real)
+    source = open_image_set(tmp_path / "generated.npz")
+    streamed = score_sets({"g": source}, open_image_set(tmp_path / "real.npz"), None, bootstrap=30)
+    whole = spectral_scores(image_statistics(torch.from_numpy(generated).permute(0, 3, 1, 2)),
+                            image_statistics(torch.from_numpy(real).permute(0, 3, 1, 2)), bootstrap=30)
+    for name, estimate in whole.items():
+        got = getattr(streamed.sets["g"].scores, name)
+        assert got.value == pytest.approx(estimate.value, rel=1e-5), name
+        assert got.ci95 == pytest.approx(estimate.ci95, rel=1e-4) and got.bias == pytest.approx(estimate.bias, rel=1e-3, abs=1e-7)
+
+    from wgunet.images import _npz_member
+
+    assert isinstance(_npz_member(str(tmp_path / "generated.npz"), "images"), np.memmap)

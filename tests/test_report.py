@@ -118,7 +118,7 @@ def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teac
         return read
 
     monkeypatch.setattr(ModelMixin, "from_pretrained", classmethod(counted_from_pretrained))
-    monkeypatch.setattr(images, "_read_npz", counting(lambda path: Path(path).parent.name, images._read_npz))
+    monkeypatch.setattr(images, "_npz_reader", counting(lambda path: Path(path).parent.name, images._npz_reader))
     monkeypatch.setattr(images, "photograph_patches", counting(lambda size, split: split, images.photograph_patches))
     monkeypatch.setattr(sys, "argv", ["eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
                                       "--num-samples", "6", "--steps", "2", "--timesteps", "10", "--bootstrap", "5",

@@ -10,7 +10,7 @@ from torch import nn
 from .data import DataError, builtin_set
 from .features import cached_features, compute_features, feature_extractor, label, teacher_features
 from .files import folder_lock, write_json
-from .images import ImageSet, load_image_set, write_image_folder
+from .images import ImageSet, ImageSource, load_image_set, open_image_set, write_image_folder
 from .loading import load_model
 from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
 from .metrics import FidKid, MetricError, ReferenceStatistics, read_fid_reference
@@ -19,13 +19,17 @@ from .probe import ProbeResult, spectral_probe
 from .stig import StigConfig, load_refiner, paper_config, refine, train_refiner
 
 
-def load_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, ImageSet]:
-    """Each named source loaded once (at most ``limit`` images); built-in sets are cut at the size of the first
-    set read from files, the size they are compared at."""
-    files = {name: load_image_set(source).first(limit) for name, source in sources.items() if not builtin_set(source)}
+def open_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, ImageSource]:
+    """Each named source opened to read in batches (its first ``limit`` images); built-in sets are cut at the size of
+    the first set read from files, the size they are compared at."""
+    files = {name: open_image_set(source).first(limit) for name, source in sources.items() if not builtin_set(source)}
     size = next(iter(files.values())).size[0] if files else None
-    sets = {name: files.get(name) or load_image_set(source, size).first(limit) for name, source in sources.items()}
-    return sets
+    return {name: files.get(name) or open_image_set(source, size).first(limit) for name, source in sources.items()}
+
+
+def load_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, ImageSet]:
+    """``open_sets``, every image in memory (what FID features and FINC work on)."""
+    return {name: source.load() for name, source in open_sets(sources, limit).items()}
 
 
 def fid_reference(source: str, out: Path, *, features: str, teacher: str) -> ReferenceStatistics:
@@ -50,10 +54,10 @@ def spectrum(generated: dict[str, str], reference: str, out: Path, *, features: 
              num_images: int | None, bootstrap: int, fid: bool, convention: str = "seed",
              fid_ref: str | None = None) -> SpectrumResult:
     """Reduced spectra, spectral scores and FID/KID of generated sets: ``metrics.json``, ``spectra.png``."""
-    sets = load_sets({**generated, "reference": reference}, num_images)
+    sets = open_sets({**generated, "reference": reference}, num_images)  # the spectra stream; FID holds a set at a time
     reference_set = sets.pop("reference")
-    scorer = fid_scorer(reference_set, features, teacher, fid_ref) if fid else None
-    fid_kid = {name: scorer(image_set.images) for name, image_set in sets.items()} if fid else None
+    scorer = fid_scorer(reference_set.load(), features, teacher, fid_ref) if fid else None
+    fid_kid = {name: scorer(image_set.load().images) for name, image_set in sets.items()} if fid else None
     result = score_sets(sets, reference_set, fid_kid, bootstrap, convention)
     write_spectrum(out, result)
     return result

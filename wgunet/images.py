@@ -19,6 +19,7 @@ import zipfile
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -50,17 +51,56 @@ class ImageSet:
         return ImageSet(self.images[:limit].contiguous(), self.names[:limit], self.source)
 
 
+@dataclass
+class ImageSource:
+    """An image set read in batches: never held whole unless it already is (the built-in patches). ``read(start,
+    stop)`` gives uint8 (B, 3, H, W); folders are decoded per batch, .npz arrays memory-mapped where stored plain."""
+
+    source: str
+    names: list[str]
+    size: tuple[int, int]
+    read: Callable[[int, int], torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """(index of the first image, images) batch after batch."""
+        for start in range(0, len(self), batch_size):
+            yield start, self.read(start, min(len(self), start + batch_size))
+
+    def load(self) -> ImageSet:
+        """Every image in memory."""
+        return ImageSet(self.read(0, len(self)).contiguous(), self.names, self.source)
+
+    def first(self, limit: int | None) -> ImageSource:
+        """The first ``limit`` images (all with None)."""
+        return ImageSource(self.source, self.names[:limit], self.size, self.read)
+
+
+def as_source(images: ImageSet | ImageSource) -> ImageSource:
+    """A set in memory, seen as one read in batches (or the source itself)."""
+    if isinstance(images, ImageSource):
+        return images
+    return ImageSource(images.source, images.names, images.size, lambda a, b: images.images[a:b])
+
+
 def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
-    """Every image of ``source``, decoded once:
+    """Every image of ``source`` in memory (``open_image_set``'s images, decoded once)."""
+    return open_image_set(source, size).load()
+
+
+def open_image_set(source: str | Path, size: int | None = None) -> ImageSource:
+    """An image set, to read in batches:
 
     - ``patches:heldout`` / ``patches:train``: the built-in photographs, cut at ``size`` (the size of the other
       set or model in the command);
-    - an ``.npz`` with an ``images`` array (N, H, W, C), or a sample folder that holds one;
+    - an ``.npz`` with an ``images`` or ``arr_0`` array, or a sample folder that holds one;
     - a folder of PNG / JPEG / WebP images (class subfolders included), all of one size (not resized: that would
       change their spectra);
     - a Hugging Face dataset saved with ``save_to_disk`` (of a DatasetDict, its test or validation split).
     """
-    text = str(source)
+    text, label = str(source), str(source)
     if Path(text).is_dir() and (Path(text) / "samples.npz").is_file():
         text = str(Path(text) / "samples.npz")  # a sample folder: its array
     split = builtin_set(text)
@@ -68,27 +108,44 @@ def load_image_set(source: str | Path, size: int | None = None) -> ImageSet:
         if size is None:
             raise DataError(f"{text!r} is cut at the size of the images it is compared with; none was given")
         patches = photograph_patches(size, split)
-        images, names = patches.images, patches.names
-    elif text.lower().endswith(".npz"):
-        images, names, found = _read_npz(text)
-        source = f"{source} ({found})" if found != "images, NHWC uint8" else source
-    elif saved_dataset(text):
+        return _source(label, patches.names, lambda a, b: patches.images[a:b])
+    if text.lower().endswith(".npz"):
+        array, read, found = _npz_reader(text)
+        label = f"{label} ({found})" if found != "images, NHWC uint8" else label
+        return _source(label, [image_name(i) for i in range(len(array))], read)
+    if saved_dataset(text):
         split = _evaluation_split(text)
         dataset = HFImages(load_saved_dataset(text, split or "train"), 0)
-        arrays = [np.asarray(image.convert("RGB")) for image in dataset.dataset[dataset.column]]
-        images, names = _stack_one_size(arrays, text), [f"{i:06d}" for i in range(len(arrays))]
-        source = f"{source} (split {split})" if split else source
-    elif Path(text).is_file():
+        rows = dataset.dataset
+
+        def decoded(a: int, b: int) -> torch.Tensor:
+            return _stack_one_size([np.asarray(image.convert("RGB")) for image in rows[a:b][dataset.column]], text)
+
+        return _source(f"{label} (split {split})" if split else label, [f"{i:06d}" for i in range(len(rows))], decoded)
+    if Path(text).is_file():
         raise DataError(f"{text!r} is a file, not an image set: pass a folder of images, an .npz (an 'images' or "
-                        "'arr_0' array), a sample folder or patches:heldout")
-    else:
-        folder = ImageFolder(text, 0, decode_all=False)  # each file is decoded below, once
-        images, names = _stack_one_size([np.asarray(read_rgb(path)) for path in folder.files], text), folder.names
-    if len(images) == 0:
-        raise DataError(f"{text!r} holds no images")
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    return ImageSet(images.contiguous(), names, str(source))
+                        "'arr_0' array), a sample folder, a dataset saved with save_to_disk or patches:heldout")
+    folder = ImageFolder(text, 0, decode_all=False)  # each file is decoded when its batch is read
+    return _source(label, folder.names,
+                   lambda a, b: _stack_one_size([np.asarray(read_rgb(path)) for path in folder.files[a:b]], text))
+
+
+def _source(label: str, names: list[str], read: Callable[[int, int], torch.Tensor]) -> ImageSource:
+    """The set, its size read off its first image; grey images read as RGB; every batch checked for that size."""
+    if not names:
+        raise DataError(f"{label!r} holds no images")
+    first = read(0, 1)
+    size = tuple(first.shape[-2:])
+
+    def checked(a: int, b: int) -> torch.Tensor:
+        images = read(a, b)
+        if tuple(images.shape[-2:]) != size:
+            raise DataError(f"images in {label!r} have different sizes ({size[0]}x{size[1]} and "
+                            f"{images.shape[-2]}x{images.shape[-1]}): evaluation needs one size (resize them first, "
+                            "or sample again)")
+        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+    return ImageSource(label, names, size, checked)
 
 
 def _stack_one_size(arrays: list[np.ndarray], source: str) -> torch.Tensor:
@@ -96,8 +153,6 @@ def _stack_one_size(arrays: list[np.ndarray], source: str) -> torch.Tensor:
     if len(shapes) > 1:
         raise DataError(f"images in {source!r} have different sizes {[s[:2] for s in shapes][:4]}: "
                         "evaluation needs one size (resize them first, or sample again)")
-    if not arrays:
-        raise DataError(f"{source!r} holds no images")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
@@ -113,21 +168,42 @@ def _evaluation_split(folder: str) -> str | None:
     return found
 
 
-def _read_npz(path: str) -> tuple[torch.Tensor, list[str], str]:
-    """(uint8 (N, C, H, W) images, names, what was found) of an .npz: this project's ``images`` or the ``arr_0`` of
-    ADM's evaluation suite and the tools that follow it; NHWC or NCHW; uint8, or float in [0, 1] or [-1, 1]."""
+def _npz_member(path: str, key: str) -> np.ndarray:
+    """The array ``key`` of an .npz, memory-mapped when stored uncompressed (numpy.savez), else read."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+        if info.compress_type == zipfile.ZIP_STORED:
+            with open(path, "rb") as handle:
+                handle.seek(info.header_offset + 26)  # the local header: then the name's and the extra's lengths
+                name_length, extra_length = np.frombuffer(handle.read(4), "<u2")
+                handle.seek(info.header_offset + 30 + int(name_length) + int(extra_length))
+                version = np.lib.format.read_magic(handle)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = header(handle)
+                offset = handle.tell()
+            if not dtype.hasobject:
+                return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
+    with np.load(path, allow_pickle=False) as loaded:
+        return loaded[key]
+
+
+def _npz_reader(path: str) -> tuple[np.ndarray, Callable[[int, int], torch.Tensor], str]:
+    """(the array, a reader of uint8 NCHW batches, what was found) of an .npz: this project's ``images`` or the
+    ``arr_0`` of ADM's evaluation suite and the tools that follow it; NHWC or NCHW; uint8, or float in [0, 1] or
+    [-1, 1] (its range read batch by batch, each checked)."""
     if not Path(path).is_file():
         raise DataError(f"{path!r} does not exist")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path!r} is not an .npz archive (no zip file inside): image archives hold an 'images' or "
                         "'arr_0' array (N, H, W, C), as numpy.savez writes them")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            key = next((k for k in ("images", "arr_0") if k in archive.files), None)
-            if key is None:
-                raise DataError(f"{path!r} has no 'images' or 'arr_0' array (it holds {', '.join(archive.files) or 'none'})")
-            array = archive[key]
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        with zipfile.ZipFile(path) as archive:
+            keys = [name[:-4] for name in archive.namelist() if name.endswith(".npy")]
+        key = next((k for k in ("images", "arr_0") if k in keys), None)
+        if key is None:
+            raise DataError(f"{path!r} has no 'images' or 'arr_0' array (it holds {', '.join(keys) or 'none'})")
+        array = _npz_member(path, key)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(f"{path!r} is not a readable .npz ({type(error).__name__}: {error}): image archives hold an "
                         "'images' or 'arr_0' array (N, H, W, C)") from None
     if array.ndim != 4:
@@ -136,18 +212,25 @@ def _read_npz(path: str) -> tuple[torch.Tensor, list[str], str]:
     if layout is None:
         raise DataError(f"{path!r}: {key!r} of shape {array.shape} has no RGB (3) or grey (1) channel axis, first or "
                         "last (RGBA or two-channel images: convert them to RGB first)")
-    images = torch.from_numpy(np.ascontiguousarray(array))
-    images = images.permute(0, 3, 1, 2) if layout == "NHWC" else images
-    if array.dtype == np.uint8:
-        found = "uint8"
-    elif np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and array.min() >= -1 and array.max() <= 1:
-        signed = bool(array.min() < 0)
-        found = f"{array.dtype} in [{-1 if signed else 0}, 1]"
-        images = ((images.double() + 1) * 127.5 if signed else images.double() * 255).round().clamp(0, 255).to(torch.uint8)
-    else:
-        raise DataError(f"{path!r}: {key!r} is {array.dtype} from {array.min()} to {array.max()}: images are uint8, or "
-                        "floats in [0, 1] or [-1, 1]")
-    return images, [image_name(i) for i in range(len(array))], f"{key}, {layout} {found}"
+    floating = np.issubdtype(array.dtype, np.floating)
+    if array.dtype != np.uint8 and not floating:
+        raise DataError(f"{path!r}: {key!r} is {array.dtype}: images are uint8, or floats in [0, 1] or [-1, 1]")
+    signed = floating and bool(array[: min(len(array), 256)].min() < 0)  # the range, from the first images
+
+    def read(a: int, b: int) -> torch.Tensor:
+        chunk = torch.from_numpy(np.ascontiguousarray(array[a:b]))
+        chunk = chunk.permute(0, 3, 1, 2) if layout == "NHWC" else chunk
+        if not floating:
+            return chunk
+        low, high = float(chunk.min()), float(chunk.max())
+        if not (np.isfinite([low, high]).all() and low >= (-1 if signed else 0) and high <= 1):
+            raise DataError(f"{path!r}: {key!r} is {array.dtype} from {low} to {high} in images {a}-{b - 1}: images "
+                            "are uint8, or floats in [0, 1] or [-1, 1]")
+        scaled = (chunk.double() + 1) * 127.5 if signed else chunk.double() * 255
+        return scaled.round().clamp(0, 255).to(torch.uint8)
+
+    found = "uint8" if not floating else f"{array.dtype} in [{-1 if signed else 0}, 1]"
+    return array, read, f"{key}, {layout} {found}"
 
 
 def same_size(sets: dict[str, ImageSet], reference: ImageSet) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from .finc import FincResult, finc
-from .images import ImageSet, same_size
+from .images import ImageSet, ImageSource, as_source, same_size
 from .metrics import FidKidScore
 from .results import Result
-from .spectral import SpectralScores, image_statistics, spectral_scores
+from .spectral import SetStatistics, SpectralScores, accumulate, resample_weights, scores_of
 
 
 @dataclass
@@ -38,18 +40,31 @@ class SpectrumResult(Result):
         return next((s.fid_kid.features for s in self.sets.values() if s.fid_kid), None)
 
 
-def score_sets(sets: dict[str, ImageSet], reference: ImageSet, fid_kid: dict[str, FidKidScore] | None,
-               bootstrap: int = 200, convention: str = "seed") -> SpectrumResult:
+def score_sets(sets: dict[str, ImageSet | ImageSource], reference: ImageSet | ImageSource,
+               fid_kid: dict[str, FidKidScore] | None, bootstrap: int = 200, convention: str = "seed") -> SpectrumResult:
     """Reduced spectra and spectral scores with 95% intervals of each set vs the reference, with each set's FID/KID
-    (scored by the caller: wgunet.metrics.FidKid) when given."""
-    same_size(sets, reference)
-    real = image_statistics(reference.images, convention=convention)
-    result = SpectrumResult(convention, reference.source, len(reference), real["radius"].tolist(),
-                            real["spectra"].mean(0).tolist(), {})
-    for name, image_set in sets.items():
-        stats = image_statistics(image_set.images, convention=convention)
-        result.sets[name] = SetScores(image_set.source, len(image_set), stats["spectra"].mean(0).tolist(),
-                                      spectral_scores(stats, real, bootstrap),
+    (scored by the caller: wgunet.metrics.FidKid) when given.
+
+    Every set is read in batches (``ImageSource``) and reduced to what the scores need (``spectral.accumulate``):
+    memory does not grow with the number of images. Each set's resamples come from seed 0, its own drawn first,
+    then the reference's; the reference is accumulated once per distinct set size, under those weights."""
+    sources = {name: as_source(s) for name, s in sets.items()}
+    real_source = as_source(reference)
+    same_size(sources, real_source)
+    batch = max(1, 2**21 // (real_source.size[0] * real_source.size[1]))  # about 2 M pixels a batch
+    references: dict[int, SetStatistics] = {}
+    result = None
+    for name, source in sources.items():
+        generator = torch.Generator().manual_seed(0)
+        weights = [resample_weights(n, bootstrap, generator) if bootstrap else None for n in (len(source), len(real_source))]
+        if len(source) not in references:
+            references[len(source)] = accumulate(real_source.batches(batch), len(real_source), weights[1], convention)
+        real = references[len(source)]
+        if result is None:
+            result = SpectrumResult(convention, real_source.source, len(real_source), real.radius.tolist(),
+                                    real.spectra.mean(0).tolist(), {})
+        stats = accumulate(source.batches(batch), len(source), weights[0], convention)
+        result.sets[name] = SetScores(source.source, len(source), stats.spectra.mean(0).tolist(), scores_of(stats, real),
                                       fid_kid[name] if fid_kid else None)
     return result
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Iterable
 
 import torch
 
@@ -189,24 +190,65 @@ def _scores(radius: torch.Tensor, generated: torch.Tensor, reference: torch.Tens
     return scores
 
 
+STATISTICS = ("spectra", "magnitude", "stig_spectrum")  # what the scores are computed from, per image
+
+
+def resample_weights(n: int, bootstrap: int, generator: torch.Generator) -> torch.Tensor:
+    """(bootstrap, n) weights: each row a resample of n images drawn with replacement, as counts / n."""
+    draws = torch.randint(0, n, (bootstrap, n), generator=generator)
+    return torch.zeros(bootstrap, n).scatter_add_(1, draws, torch.full((bootstrap, n), 1.0 / n))
+
+
+@dataclass
+class SetStatistics:
+    """What the scores need of one set, accumulated image by image: the per-image reduced spectra (N, R: small),
+    each statistic's mean, and its mean under each bootstrap resample (B, D) given the resample weights."""
+
+    radius: torch.Tensor
+    spectra: torch.Tensor
+    means: dict[str, torch.Tensor]
+    resampled: dict[str, torch.Tensor]
+
+
+def accumulate(batches: Iterable[tuple[int, torch.Tensor]], num: int, weights: torch.Tensor | None,
+               convention: str = "seed") -> SetStatistics:
+    """``SetStatistics`` of a set read batch by batch (first index, uint8 or [0, 1] images): memory grows with the
+    bootstrap and the image size, not with the number of images."""
+    spectra, sums, resampled, radius = [], {}, {}, None
+    for start, batch in batches:
+        stats = image_statistics(batch, convention=convention)
+        radius = stats["radius"]
+        spectra.append(stats["spectra"])
+        for key in STATISTICS:
+            sums[key] = sums.get(key, 0) + stats[key].double().sum(0)
+            if weights is not None:
+                resampled[key] = resampled.get(key, 0) + weights[:, start : start + len(batch)] @ stats[key]
+    return SetStatistics(radius, torch.cat(spectra), {k: (v / num).float() for k, v in sums.items()}, resampled)
+
+
+def in_memory(stats: dict[str, torch.Tensor], weights: torch.Tensor | None) -> SetStatistics:
+    """``SetStatistics`` of per-image statistics already in memory (``image_statistics``)."""
+    return SetStatistics(stats["radius"], stats["spectra"], {k: stats[k].mean(0) for k in STATISTICS},
+                         {k: weights @ stats[k] for k in STATISTICS} if weights is not None else {})
+
+
+def scores_of(generated: SetStatistics, reference: SetStatistics) -> SpectralScores:
+    """Each score's value, 95% interval and bias (``results.bootstrapped``) from two sets' statistics."""
+    if not torch.equal(generated.radius, reference.radius):
+        raise ValueError("the generated and reference images differ in size; spectral scores need one size")
+    value = _scores(reference.radius, *[s.means[k] for k in STATISTICS for s in (generated, reference)])
+    if not generated.resampled:
+        return SpectralScores(**{name: bootstrapped(float(value[name]), torch.empty(0)) for name in value})
+    samples = _scores(reference.radius, *[s.resampled[k] for k in STATISTICS for s in (generated, reference)])
+    return SpectralScores(**{name: bootstrapped(float(value[name]), samples[name]) for name in value})
+
+
 def spectral_scores(generated: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], bootstrap: int = 200,
                     seed: int = 0) -> SpectralScores:
     """Each score's value, 95% interval and bias (``results.bootstrapped``; both sets resampled with
-    replacement, images as units; ``bootstrap=0`` gives the value as both ends)."""
-    if not torch.equal(generated["radius"], reference["radius"]):
-        raise ValueError("the generated and reference images differ in size; spectral scores need one size")
-    keys = ("spectra", "magnitude", "stig_spectrum")
-    value = _scores(reference["radius"], *[s[k].mean(0) for k in keys for s in (generated, reference)])
+    replacement, images as units, the generated set's resamples drawn first; ``bootstrap=0`` gives the value as
+    both ends) of per-image statistics (``image_statistics``)."""
     generator = torch.Generator().manual_seed(seed)
-
-    def resampled_means(stats: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        n = len(stats["spectra"])
-        draws = torch.randint(0, n, (bootstrap, n), generator=generator)
-        weights = torch.zeros(bootstrap, n).scatter_add_(1, draws, torch.full((bootstrap, n), 1.0 / n))
-        return [weights @ stats[k] for k in keys]
-
-    generated_means, reference_means = resampled_means(generated), resampled_means(reference)
-    samples = _scores(reference["radius"], *[m for pair in zip(generated_means, reference_means) for m in pair])
-
-    return SpectralScores(**{name: bootstrapped(float(value[name]), samples[name] if bootstrap else torch.empty(0))
-                             for name in value})
+    weights = [resample_weights(len(s["spectra"]), bootstrap, generator) if bootstrap else None
+               for s in (generated, reference)]
+    return scores_of(in_memory(generated, weights[0]), in_memory(reference, weights[1]))

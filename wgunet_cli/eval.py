@@ -24,7 +24,7 @@ from wgunet_cli.arguments import count, path, positive, positive_number, seed, w
 PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
 TEACHER = "assets/teacher"  # as TrainConfig.teacher; a literal here keeps --help from importing torch
 REFERENCE = "patches:heldout"
-FID_FEATURES = ["auto", "teacher", "inception", "dinov2"]
+FID_FEATURES = ["auto", "teacher", "inception", "dinov2", "none"]
 
 
 def timestep_list(text: str) -> tuple[int, ...]:
@@ -47,7 +47,7 @@ SHARED = {
                        help="FID/KID features: auto (inception, else dinov2, else teacher), inception (the standard FID "
                        "features; needs .[inception] and its weights file), dinov2 (transformers + local weights), "
                        "teacher (mid-block features of --teacher; offline; compares only sets scored with the same "
-                       "teacher, NOT published FID)"),
+                       "teacher, NOT published FID), none (no FID/KID: the spectra alone, read in batches)"),
     "--bootstrap": dict(type=count, default=200, help="bootstrap resamples for the 95%% intervals (default 200)"),
     "--timesteps": dict(type=timestep_list, default=timestep_list(PROBE_TIMESTEPS),
                         help=f"probe timesteps, comma-separated (default {PROBE_TIMESTEPS})"),
@@ -152,7 +152,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "report" and args.num_samples < 2:
         parser.error("--num-samples must be at least 2")
-    if getattr(args, "no_fid", False) and args.fid_ref:
+    if getattr(args, "features", None) == "none" and args.command != "spectrum":
+        parser.error("--features none is for eval.py spectrum (the spectra alone)")
+    if (getattr(args, "no_fid", False) or getattr(args, "features", None) == "none") and args.fid_ref:
         parser.error("--fid-ref gives FID its reference statistics and --no-fid skips FID: pass one of them")
     from wgunet.cli import run_cli  # after parsing: --help never loads torch
 
@@ -179,7 +181,8 @@ def _spectrum(args: argparse.Namespace) -> None:
     from wgunet.outputs import format_scores
 
     result = spectrum(named(args.generated), args.reference, Path(args.out), features=args.features,
-                      teacher=args.teacher, num_images=args.num_images, bootstrap=args.bootstrap, fid=not args.no_fid,
+                      teacher=args.teacher, num_images=args.num_images, bootstrap=args.bootstrap,
+                      fid=not args.no_fid and args.features != "none",
                       convention=args.convention, fid_ref=args.fid_ref)
     print(format_scores(result))
     print(f"metrics: {args.out}/metrics.json\nplot: {args.out}/spectra.png")
