@@ -16,15 +16,14 @@ RUN := runs/default
 
 # distil (resumes if interrupted) -> eval.py report: sample student and teacher (reused on a re-run), spectra,
 # scores, FID/KID, probe, FINC student vs teacher, STIG refinement -> report.html.
-# DDIM 20 rather than the report's default 50: 2.5x less sampling, and in the multi-seed study (README, "Does it
-# hold?") DDIM 20 and 50 score both models alike (student HF ratio 6.37 vs 6.08, FID 21.8 vs 22.0; teacher 1.90
-# vs 2.22, 20.7 vs 20.8).
+# DDIM 20 rather than the report's default 50: 2.5x less sampling, and the multi-seed study (docs/results.md)
+# scores both models alike at DDIM 20 and 50.
 demo: $(VENV)/.installed
 	$(PY) train.py configs/default.yaml --resume
 	$(PY) eval.py report $(RUN)/model --teacher assets/teacher --reference patches:heldout --num-samples 256 \
 		--steps 20 --stig-steps 1000 --out $(RUN)/report
 	@echo
-	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num 64 --out DIR)"
+	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num-images 64 --out DIR)"
 	@echo "training: $(RUN)/evals/step-N/grid.png, scores.json  (the EMA student every 250 steps; $(RUN)/report/training.png)"
 	@echo "report:   $(RUN)/report/report.html  (open it in a browser; every number in $(RUN)/report/metrics.json)"
 	@echo "samples:  $(RUN)/report/samples/student/grid.png  $(RUN)/report/samples/teacher/grid.png"
@@ -33,8 +32,8 @@ demo: $(VENV)/.installed
 	@echo "finc:     $(RUN)/report/finc/finc_modes.png  $(RUN)/report/finc/finc.json"
 	@echo "stig:     $(RUN)/report/samples/student_stig/grid.png  (refiner: $(RUN)/report/stig/refiner)"
 
-# The whole chain in about 2 minutes on a 2-core CPU: a short distillation, a small report. Its numbers only
-# show that every stage runs; `make demo` is the one whose numbers the README reports.
+# The whole chain in a few minutes on a 2-core CPU: a short distillation, a small report. Its numbers only
+# show that every stage runs; `make demo` is the one whose numbers the docs report.
 QUICK := runs/quick
 demo-quick: $(VENV)/.installed
 	@echo "[1/2] distil 100 steps -> $(QUICK)/model"

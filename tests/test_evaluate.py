@@ -172,7 +172,7 @@ def test_a_saved_hugging_face_dataset_and_an_imagefolder_layout_are_image_sets_a
     assert len(build_dataset(DataConfig(source=str(tmp_path / "classes"), sample_size=16))) == 6
 
 
-def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_memory_mapped(tmp_path):
+def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_read_in_slices(tmp_path):
     """score_sets reads sets in batches (here 700 images of 64 px in batches of 512 and a reference of 300 in one)
     and accumulates the bootstrap's weighted sums; the scores equal spectral_scores on the whole sets in memory."""
     from wgunet.images import open_image_set
@@ -194,6 +194,6 @@ def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_memo
         assert got.value == pytest.approx(estimate.value, rel=1e-5), name
         assert got.ci95 == pytest.approx(estimate.ci95, rel=1e-4) and got.bias == pytest.approx(estimate.bias, rel=1e-3, abs=1e-7)
 
-    from wgunet.images import _npz_member
+    from wgunet.images import StoredArray, _npz_member
 
-    assert isinstance(_npz_member(str(tmp_path / "generated.npz"), "images"), np.memmap)
+    assert isinstance(_npz_member(str(tmp_path / "generated.npz"), "images"), StoredArray)  # read by slices

@@ -54,7 +54,7 @@ class ImageSet:
 @dataclass
 class ImageSource:
     """An image set read in batches: never held whole unless it already is (the built-in patches). ``read(start,
-    stop)`` gives uint8 (B, 3, H, W); folders are decoded per batch, .npz arrays memory-mapped where stored plain."""
+    stop)`` gives uint8 (B, 3, H, W); folders are decoded per batch, .npz arrays read in slices where stored plain."""
 
     source: str
     names: list[str]
@@ -168,8 +168,28 @@ def _evaluation_split(folder: str) -> str | None:
     return found
 
 
-def _npz_member(path: str, key: str) -> np.ndarray:
-    """The array ``key`` of an .npz, memory-mapped when stored uncompressed (numpy.savez), else read."""
+class StoredArray:
+    """An .npy array stored uncompressed inside a file (numpy.savez's archives), read slice by slice from the
+    file: neither loaded whole nor memory-mapped, whose touched pages would count as the process's memory."""
+
+    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.offset, self.shape, self.dtype = path, offset, shape, dtype
+        self.ndim = len(shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        row = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset + start * row)
+            data = np.fromfile(handle, self.dtype, (stop - start) * row // self.dtype.itemsize)
+        return data.reshape(stop - start, *self.shape[1:])
+
+
+def _npz_member(path: str, key: str) -> np.ndarray | StoredArray:
+    """The array ``key`` of an .npz: read in slices when stored uncompressed in C order (numpy.savez), else whole."""
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(f"{key}.npy")
         if info.compress_type == zipfile.ZIP_STORED:
@@ -181,8 +201,8 @@ def _npz_member(path: str, key: str) -> np.ndarray:
                 header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                 shape, fortran, dtype = header(handle)
                 offset = handle.tell()
-            if not dtype.hasobject:
-                return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
+            if not dtype.hasobject and not fortran and len(shape) >= 1:
+                return StoredArray(path, offset, shape, dtype)
     with np.load(path, allow_pickle=False) as loaded:
         return loaded[key]
 
@@ -215,7 +235,7 @@ def _npz_reader(path: str) -> tuple[np.ndarray, Callable[[int, int], torch.Tenso
     floating = np.issubdtype(array.dtype, np.floating)
     if array.dtype != np.uint8 and not floating:
         raise DataError(f"{path!r}: {key!r} is {array.dtype}: images are uint8, or floats in [0, 1] or [-1, 1]")
-    signed = floating and bool(array[: min(len(array), 256)].min() < 0)  # the range, from the first images
+    signed = floating and bool(array[0 : min(len(array), 256)].min() < 0)  # the range, from the first images
 
     def read(a: int, b: int) -> torch.Tensor:
         chunk = torch.from_numpy(np.ascontiguousarray(array[a:b]))
