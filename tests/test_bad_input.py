@@ -294,3 +294,24 @@ def test_bad_input_gets_one_clear_error_and_changes_nothing(world, capsys, monke
     assert "Traceback" not in err
     assert fill(message, world) in err, err[-1500:]
     assert snapshot(world["run"], world["samples"]) == before
+
+
+def bad_input_table() -> str:
+    """The table docs/reliability.md shows: each case's entry point, arguments and the message it must print."""
+    rows = ["| entry point | arguments (`+ X`: a tiny distillation or teacher run's settings, and X) | the one line names |",
+            "|---|---|---|"]
+    for script, argv, message in CASES:
+        tiny = len(argv) > 6  # train_case / teacher_case: the tiny run's settings, then the bad one
+        shown = ("+ " if tiny else "") + " ".join(a if a else "''" for a in (argv[-1:] if tiny else argv))
+        shown = shown.replace("|", "\\|")
+        rows.append(f"| `{script}` | `{shown}` | {message.replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
+
+
+def test_the_reliability_page_shows_this_table():
+    """docs/reliability.md holds the table these tests check: `python tests/test_bad_input.py` prints it."""
+    assert bad_input_table() in Path("docs/reliability.md").read_text()
+
+
+if __name__ == "__main__":
+    print(bad_input_table())

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,32 @@ def test_console_scripts_are_installed_and_run_the_same_command_lines(name, modu
     assert entry.value == f"{module}:main"
     result = subprocess.run([str(Path(sys.executable).parent / name), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith(f"usage: {name} "), result.stderr[-2000:]
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every train.py / sample.py / eval.py command line in the README's and the docs' code blocks (continued
+    lines joined, comments dropped), as (script, arguments)."""
+    import re
+    import shlex
+
+    found = []
+    for page in [Path("README.md"), *sorted(Path("docs").glob("*.md")), Path("bench/README.md")]:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line.split("  #")[0].split(" # ")[0])
+                scripts = [i for i, w in enumerate(words) if w in ("train.py", "sample.py", "eval.py")]
+                if scripts:
+                    found.append((words[scripts[0]], words[scripts[0] + 1:]))
+    return found
+
+
+def test_every_documented_command_line_parses_with_the_entry_points_own_parsers():
+    from wgunet_cli import eval as eval_cli, sample as sample_cli, train as train_cli
+
+    commands = documented_commands()
+    assert len(commands) >= 20
+    parsers = {"train.py": lambda a: train_cli.build_parser().parse_intermixed_args(a),
+               "sample.py": lambda a: sample_cli.build_parser().parse_args(a),
+               "eval.py": lambda a: eval_cli.build_parser().parse_args(a)}
+    for script, arguments in commands:
+        parsers[script](arguments)  # argparse exits (SystemExit) on a flag that does not exist

@@ -1,8 +1,6 @@
-"""The evaluation's numbers pinned: `eval.py spectrum` and `eval.py finc` on sets made here give the point
-estimates they gave before the evaluation was redesigned (values recorded from commit ac42b7b), to 1e-5.
-KID is pinned since its subsets were seeded (before, they came from the global generator and were not
-reproducible), FINC's mode sizes since their rule changed (issue 20); every other value is the one from before ("lfd" is now
-named lfd_mean_magnitude, beside STIG's own lfd_stig)."""
+"""The evaluation's numbers pinned: `eval.py spectrum` and `eval.py finc` on sets made here give these point
+estimates to 1e-5 (KID with its subsets drawn from the seed; FINC's mode sizes by the excess-count rule of
+finc.mode_sizes)."""
 
 import json
 import runpy

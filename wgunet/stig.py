@@ -78,7 +78,7 @@ class StigConfig:
     lambda_profile: float = 3.0
     lambda_ssim_real: float = 3.0
     lambda_ssim_generated: float = 1.0
-    nce_detach_keys: bool = True  # CUT and STIG detach PatchNCE's keys; False is this project's first version
+    nce_detach_keys: bool = True  # CUT and STIG detach PatchNCE's keys; False keeps their gradient
     low_radius: float = 0.15  # normalised radius (1 = corner) below which the spectrum is kept
     lr: float = 1e-3  # CUT: 2e-4; 5x for runs of a few hundred steps, decayed to zero after lr_constant_fraction
     lr_constant_fraction: float = 0.5  # CUT: the first half at full lr; STIG: the first 20%

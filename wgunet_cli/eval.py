@@ -69,7 +69,7 @@ def add(parser: argparse.ArgumentParser, *flags: str, **changes: dict) -> None:
         parser.add_argument(flag, **{**SHARED[flag], **changes.get(flag.lstrip("-").replace("-", "_"), {})})
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -149,6 +149,11 @@ def main() -> int:
     fid_ref.add_argument("set", metavar="SET", help="the reference images: folder, .npz, sample folder or patches:heldout "
                          "(built-in, at 32 px)")
     add(fid_ref, "--out", "--features", "--teacher", out=dict(help="the .npz to write (mu, sigma, features, num)"))
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     if args.command == "report" and args.num_samples < 2:
         parser.error("--num-samples must be at least 2")

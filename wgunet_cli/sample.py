@@ -12,7 +12,7 @@ from wgunet_cli.arguments import path, positive, seed
 
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="model folder, pipeline folder, training run folder, or Hub id")
     parser.add_argument("--num", "--num-images", dest="num", type=positive, default=64,
@@ -37,6 +37,11 @@ def main() -> int:
                         "warning where it is not possible")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same settings)")
     parser.add_argument("--overwrite", action="store_true", help="delete the images already in --out and start again")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     from wgunet.cli import run_cli  # after parsing: --help never loads torch
 
