@@ -20,7 +20,7 @@ RUN := runs/default
 # scores both models alike at DDIM 20 and 50.
 demo: $(VENV)/.installed
 	$(PY) train.py configs/default.yaml --resume
-	$(PY) eval.py report $(RUN)/model --teacher assets/teacher --reference patches:heldout --num-samples 256 \
+	$(PY) eval.py report $(RUN)/model --teacher assets/teacher --reference patches:heldout --num-images 256 \
 		--steps 20 --stig-steps 1000 --out $(RUN)/report
 	@echo
 	@echo "student:  $(RUN)/model            (python sample.py $(RUN)/model --num-images 64 --out DIR)"
@@ -39,7 +39,7 @@ demo-quick: $(VENV)/.installed
 	@echo "[1/2] distil 100 steps -> $(QUICK)/model"
 	$(PY) train.py configs/default.yaml max_steps=100 checkpoint_every=50 output_dir=$(QUICK) --resume
 	@echo "[2/2] report: 64 samples each (DDIM 20), spectra, FID/KID, probe, FINC, STIG 100 steps"
-	$(PY) eval.py report $(QUICK)/model --teacher assets/teacher --reference patches:heldout --num-samples 64 --steps 20 \
+	$(PY) eval.py report $(QUICK)/model --teacher assets/teacher --reference patches:heldout --num-images 64 --steps 20 \
 		--stig-steps 100 --timesteps 50,300,700 --bootstrap 50 --out $(QUICK)/report
 	@echo
 	@echo "student:  $(QUICK)/model"

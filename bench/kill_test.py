@@ -54,7 +54,7 @@ def commands(tool: str, out: Path, teacher: Path, student: Path) -> tuple[list[s
     if tool == "sample":
         base = [python, "sample.py", str(student), "--num", "96", "--steps", "20", "--batch-size", "8", "--out", str(out)]
         return base, base + ["--resume"]
-    base = [python, "eval.py", "report", str(student), "--teacher", str(teacher), "--num-samples", "48", "--steps", "10",
+    base = [python, "eval.py", "report", str(student), "--teacher", str(teacher), "--num-images", "48", "--steps", "10",
             "--timesteps", "10,50", "--bootstrap", "10", "--features", "teacher", "--finc-features", "pixels",
             "--stig-steps", "40", "--out", str(out)]
     return base, base

@@ -76,3 +76,35 @@ def test_every_documented_command_line_parses_with_the_entry_points_own_parsers(
                "eval.py": lambda a: eval_cli.build_parser().parse_args(a)}
     for script, arguments in commands:
         parsers[script](arguments)  # argparse exits (SystemExit) on a flag that does not exist
+
+
+def test_every_command_line_choice_list_is_the_packages_own():
+    """The entry points spell their choices out (parsing them loads no torch); each list is the package's."""
+    from wgunet.config import CHOICES
+    from wgunet.devices import DTYPE_CHOICES
+    from wgunet.features import EXTRACTORS
+    from wgunet.sampling import SCHEDULERS
+    from wgunet_cli import eval as eval_cli, sample as sample_cli
+
+    def choices(parser, flag, command=None):
+        if command:
+            parser = next(a for a in parser._actions if a.choices and command in a.choices).choices[command]
+        return list(next(a for a in parser._actions if flag in a.option_strings).choices)
+
+    evaluation = eval_cli.build_parser()
+    assert choices(sample_cli.build_parser(), "--scheduler") == list(SCHEDULERS) == choices(evaluation, "--scheduler", "report")
+    assert set(CHOICES["eval.scheduler"]) == set(SCHEDULERS)
+    assert choices(sample_cli.build_parser(), "--dtype") == list(DTYPE_CHOICES)
+    fid = choices(evaluation, "--features", "spectrum")
+    assert set(fid) - {"auto", "none"} <= set(EXTRACTORS) and list(CHOICES["eval.features"]) == [f for f in fid if f != "none"]
+    assert set(choices(evaluation, "--features", "finc")) == set(EXTRACTORS)
+
+
+def test_an_old_flag_spelling_works_and_names_the_new_one(tmp_path):
+    from wgunet_cli import sample as sample_cli
+
+    args = sample_cli.build_parser().parse_args(["model", "--num", "5", "--out", str(tmp_path)])
+    assert args.num == 5
+    result = subprocess.run([sys.executable, "eval.py", "report", "x", "--num-samples", "1", "--out", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert "note: --num-samples is now --num-images" in result.stderr and "--num-images must be at least 2" in result.stderr

@@ -95,7 +95,7 @@ def test_probe_cutoff_is_none_when_not_even_the_lowest_ring_is_half_recovered():
 @pytest.mark.slow
 def test_sample_then_eval_spectrum_and_probe_end_to_end(tiny_teacher, tmp_path):
     for name in ("a", "b"):
-        subprocess.run([sys.executable, "sample.py", str(tiny_teacher), "--num", "12", "--steps", "2", "--seed",
+        subprocess.run([sys.executable, "sample.py", str(tiny_teacher), "--num-images", "12", "--steps", "2", "--seed",
                         str(len(name)), "--out", str(tmp_path / name)], check=True, capture_output=True)
     result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", f"teacher={tmp_path / 'a'}",
                              "--generated", str(tmp_path / "b" / "samples.npz"), "--reference", "patches:heldout",

@@ -193,7 +193,7 @@ def test_a_report_on_latent_models_decodes_and_says_so(ldms, tmp_path):
     exported = train(load_config(None, latent_run(ldms["vq"], run)))
     out = tmp_path / "report"
     result = subprocess.run([sys.executable, "eval.py", "report", str(exported), "--teacher", str(ldms["vq"]),
-                             "--num-samples", "8", "--steps", "2", "--timesteps", "10", "--probe-images", "8",
+                             "--num-images", "8", "--steps", "2", "--timesteps", "10", "--probe-images", "8",
                              "--bootstrap", "5", "--features", "teacher", "--finc-features", "teacher", "--out", str(out)],
                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

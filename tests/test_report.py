@@ -52,12 +52,12 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
     command = [sys.executable, "eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
                "--steps", "2", "--timesteps", "10,90", "--bootstrap", "20", "--features", "teacher",
                "--finc-features", "pixels", "--stig-steps", "2", "--out", str(out)]
-    result = subprocess.run(command + ["--num-samples", "16"], capture_output=True, text=True)
+    result = subprocess.run(command + ["--num-images", "16"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     first = {p.name: p.stat().st_mtime_ns for p in (out / "samples" / "student").glob("[0-9]*.png")}
     # asking for more draws only the missing images; the first 16 are kept as they are
     started = time.perf_counter()
-    result = subprocess.run(command + ["--num-samples", "20"], capture_output=True, text=True)
+    result = subprocess.run(command + ["--num-images", "20"], capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -121,7 +121,7 @@ def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teac
     monkeypatch.setattr(images, "_npz_reader", counting(lambda path: Path(path).parent.name, images._npz_reader))
     monkeypatch.setattr(images, "photograph_patches", counting(lambda size, split: split, images.photograph_patches))
     monkeypatch.setattr(sys, "argv", ["eval.py", "report", str(tiny_student), "--teacher", str(tiny_teacher),
-                                      "--num-samples", "6", "--steps", "2", "--timesteps", "10", "--bootstrap", "5",
+                                      "--num-images", "6", "--steps", "2", "--timesteps", "10", "--bootstrap", "5",
                                       "--features", "teacher", "--stig-steps", "2", "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit) as done:
         runpy.run_path("eval.py", run_name="__main__")
@@ -157,7 +157,7 @@ def test_report_names_a_missing_checkpoint(tmp_path, monkeypatch, capsys):
 def test_a_report_on_two_processes_equals_the_one_process_report(tiny_student, tiny_teacher, tmp_path):
     from launch import launch
 
-    settings = [str(tiny_student), "--teacher", str(tiny_teacher), "--num-samples", "9", "--steps", "2",
+    settings = [str(tiny_student), "--teacher", str(tiny_teacher), "--num-images", "9", "--steps", "2",
                 "--timesteps", "10", "--probe-images", "8", "--bootstrap", "5", "--features", "teacher",
                 "--finc-features", "pixels", "--stig-steps", "2"]
     one = subprocess.run([sys.executable, "eval.py", "report", *settings, "--out", str(tmp_path / "one")],

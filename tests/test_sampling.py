@@ -98,7 +98,7 @@ def test_a_hub_id_goes_through_the_hub_code_path(tiny_teacher, tmp_path):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(revision)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "sample.py", "google/ddpm-cifar10-32", "--num", "2", "--steps", "2",
+    result = subprocess.run([sys.executable, "sample.py", "google/ddpm-cifar10-32", "--num-images", "2", "--steps", "2",
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "images/s" in result.stdout and pngs(tmp_path / "out").shape == (2, 16, 16, 3)
@@ -220,7 +220,7 @@ def test_accelerate_launch_that_starts_one_of_several_processes_is_refused_with_
     launcher = Path(sys.executable).parent / "accelerate"
     if not launcher.exists() or torch.accelerator.is_available():
         pytest.skip("needs Accelerate's launcher on a machine without GPUs")
-    result = subprocess.run([str(launcher), "launch", "--num_processes", "2", "sample.py", str(student), "--num", "2",
+    result = subprocess.run([str(launcher), "launch", "--num_processes", "2", "sample.py", str(student), "--num-images", "2",
                              "--steps", "2", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "started 1 process of the 2 asked for" in result.stderr
     assert "torchrun --nproc_per_node 2 sample.py" in result.stderr and not (tmp_path / "out").exists()

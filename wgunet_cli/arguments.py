@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import sys
 
 
 def _number(kind: type, text: str):
@@ -59,3 +60,14 @@ def path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return text
+
+
+def renamed(new: str):
+    """An argparse action for a flag's old spelling: it still works, and says once which flag replaces it."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"note: {option_string} is now {new} (the old spelling goes in the next release)", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    return Renamed

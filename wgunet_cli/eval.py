@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wgunet_cli.arguments import count, path, positive, positive_number, seed, weight
+from wgunet_cli.arguments import count, path, positive, positive_number, renamed, seed, weight
 
 
 PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(report, "--teacher", "--reference", "--out", "--features", "--timesteps", "--probe-images", "--bootstrap",
         "--seed", "--convention", "--fid-ref", out=dict(help="report folder; samples already in OUT/samples are reused"),
         teacher=dict(help=f"the teacher checkpoint, sampled and scored beside the student (default {TEACHER})"))
-    report.add_argument("--num-samples", type=positive, default=256, help="images sampled from each model (default 256)")
+    report.add_argument("--num-images", type=positive, default=256, help="images sampled from each model (default 256)")
+    report.add_argument("--num-samples", dest="num_images", type=positive, action=renamed("--num-images"),
+                        help=argparse.SUPPRESS)
     report.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"], help="sampler (default ddim)")
     report.add_argument("--steps", type=positive, default=None, help="denoising steps (default: as sample.py)")
     report.add_argument("--batch-size", type=positive, default=None, help="images per forward pass (default: as sample.py)")
@@ -155,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     parser = build_parser()
     args = parser.parse_args()
-    if args.command == "report" and args.num_samples < 2:
-        parser.error("--num-samples must be at least 2")
+    if args.command == "report" and args.num_images < 2:
+        parser.error("--num-images must be at least 2")
     if getattr(args, "features", None) == "none" and args.command != "spectrum":
         parser.error("--features none is for eval.py spectrum (the spectra alone)")
     if (getattr(args, "no_fid", False) or getattr(args, "features", None) == "none") and args.fid_ref:
@@ -238,7 +240,7 @@ def _report(args: argparse.Namespace) -> None:
     from wgunet.outputs import format_scores
     from wgunet.report import build_report
 
-    metrics = build_report(args.student, args.teacher, args.reference, args.num_samples, Path(args.out),
+    metrics = build_report(args.student, args.teacher, args.reference, args.num_images, Path(args.out),
                            scheduler=args.scheduler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                            device=args.device, features=args.features, finc_features=args.finc_features,
                            stig_refiner=args.stig_refiner, stig_steps=args.stig_steps, probe_timesteps=args.timesteps,

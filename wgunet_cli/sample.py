@@ -8,16 +8,15 @@ Writes numbered PNGs, grid.png and samples.npz (uint8, N x H x W x C) into DIR.
 import argparse
 import sys
 
-from wgunet_cli.arguments import path, positive, seed
+from wgunet_cli.arguments import path, positive, renamed, seed
 
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="model folder, pipeline folder, training run folder, or Hub id")
-    parser.add_argument("--num", "--num-images", dest="num", type=positive, default=64,
-                        help="number of images (default 64); under torchrun spell it --num-images (torchrun reads "
-                        "--num as its own --numa-binding)")
+    parser.add_argument("--num-images", dest="num", type=positive, default=64, help="number of images (default 64)")
+    parser.add_argument("--num", dest="num", type=positive, action=renamed("--num-images"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=path, required=True, help="output folder for the PNGs, grid.png and samples.npz")
     parser.add_argument("--scheduler", default="ddim", choices=["ddpm", "ddim", "dpm++"],
                         help="sampler (default ddim): ddpm = ancestral DDPM, ddim = deterministic DDIM (eta 0), "
