@@ -69,6 +69,8 @@ def world(tiny_teacher, tmp_path_factory):
     badindex = root / "badindex"
     shutil.copytree(run / "model", badindex)
     (badindex / "model_index.json").write_text("{not json")
+    zerosteps = shutil.copytree(run / "model", root / "zerosteps")
+    (zerosteps / "scheduler" / "scheduler_config.json").write_text('{"_class_name": "DDPMScheduler", "num_train_timesteps": 0}')
     nanmodel = shutil.copytree(run / "model", root / "nanmodel")
     weights = nanmodel / "unet" / "diffusion_pytorch_model.safetensors"
     save_file({k: v.fill_(float("nan")) for k, v in load_file(weights).items()}, weights)
@@ -87,7 +89,7 @@ def world(tiny_teacher, tmp_path_factory):
     return {"root": root, "run": run, "model": run / "model", "samples": samples, "teacher": tiny_teacher,
             "corrupt": corrupt, "badjson": badjson, "truncated": truncated, "mixed": mixed, "empty": root / "empty",
             "afile": root / "afile", "foreign": foreign, "listed": listed, "badindex": badindex,
-            "nanmodel": nanmodel, "nocheckpoint": nocheckpoint, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
+            "nanmodel": nanmodel, "nocheckpoint": nocheckpoint, "zerosteps": zerosteps, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
 
 
 def teacher_case(override: str, message: str) -> tuple:
@@ -177,6 +179,7 @@ CASES = [train_case(override, message) for override, message in [
     ("sample.py", ["{model}", "--out", ""], "expected a path, got an empty string"),
     ("sample.py", ["{model}", "--num-images", "2", "--out", "{root}/usergrid"], "holds grid.png that sample.py did not write"),
     ("sample.py", ["{nanmodel}", "--out", "{root}/s20"], "hold NaN or Inf values"),
+    ("sample.py", ["{zerosteps}", "--out", "{root}/s21"], "describes no DDPM schedule (num_train_timesteps is 0)"),
     ("eval.py", ["spectrum", "--generated", "{samples}", "--generated", "{samples}", "--no-fid", "--out", "{root}/e32"],
      "two sets are named"),
     ("eval.py", ["spectrum", "--generated", "{samples}", "--reference", "{samples}", "--fid-ref", "{root}/stats_nan.npz",
@@ -301,7 +304,7 @@ def bad_input_table() -> str:
     rows = ["| entry point | arguments (`+ X`: a tiny distillation or teacher run's settings, and X) | the one line names |",
             "|---|---|---|"]
     for script, argv, message in CASES:
-        tiny = len(argv) > 6  # train_case / teacher_case: the tiny run's settings, then the bad one
+        tiny = script == "train.py" and len(argv) > 6  # train_case / teacher_case: a tiny run, then the bad setting
         shown = ("+ " if tiny else "") + " ".join(a if a else "''" for a in (argv[-1:] if tiny else argv))
         shown = shown.replace("|", "\\|")
         rows.append(f"| `{script}` | `{shown}` | {message.replace('|', chr(92) + '|')} |")

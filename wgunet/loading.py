@@ -85,7 +85,13 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
         raise CheckpointError(f"could not load the {class_name} in {str(folder)!r}: {error}") from None
     schedule = load_scheduler_config(folder.parent) if folder.name == "unet" else load_scheduler_config(folder)
     # A bare model carries no schedule: DDPM's published one (linear 1e-4..0.02, 1000 steps) is assumed.
-    scheduler = DDPMScheduler.from_config(schedule) if schedule else DDPMScheduler()
+    try:
+        if schedule and schedule.get("num_train_timesteps", 1) < 1:
+            raise ValueError(f"num_train_timesteps is {schedule['num_train_timesteps']}")
+        scheduler = DDPMScheduler.from_config(schedule) if schedule else DDPMScheduler()
+    except (ValueError, TypeError, NotImplementedError) as error:
+        raise CheckpointError(f"the noise schedule stored with {str(folder)!r} describes no DDPM schedule ({error}): "
+                              "restore its scheduler_config.json") from None
     prediction_type(scheduler)  # an unknown prediction_type is named here, before any use
     autoencoder = load_autoencoder(folder.parent if folder.name == "unet" else folder, dtype)
     if autoencoder is None and model.config.in_channels != 3:
