@@ -79,6 +79,9 @@ def world(tiny_teacher, tmp_path_factory):
     (root / "small").mkdir()
     for i in range(3):
         Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / "small" / f"{i}.png")
+    (root / "tab.yaml").write_text("max_steps: 5\n\tlr: 1\n")
+    (root / "noclass").mkdir()
+    (root / "noclass" / "config.json").write_text('{"sample_size": 16}')
     (root / "userconfig").mkdir()
     (root / "userconfig" / "config.yaml").write_text("my: notes\n")
     nocheckpoint = shutil.copytree(run, root / "nocheckpoint")
@@ -89,7 +92,7 @@ def world(tiny_teacher, tmp_path_factory):
     return {"root": root, "run": run, "model": run / "model", "samples": samples, "teacher": tiny_teacher,
             "corrupt": corrupt, "badjson": badjson, "truncated": truncated, "mixed": mixed, "empty": root / "empty",
             "afile": root / "afile", "foreign": foreign, "listed": listed, "badindex": badindex,
-            "nanmodel": nanmodel, "nocheckpoint": nocheckpoint, "zerosteps": zerosteps, "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
+            "nanmodel": nanmodel, "nocheckpoint": nocheckpoint, "zerosteps": zerosteps, "noclass": root / "noclass", "wide": wide, "clip2": wide_clip, "missing": root / "missing"}
 
 
 def teacher_case(override: str, message: str) -> tuple:
@@ -160,6 +163,8 @@ CASES = [train_case(override, message) for override, message in [
     ("unet.sample_size=32", "unet.sample_size 32 differs from data.sample_size 16"),
     ("scheduler.num_train_timesteps=0", "scheduler.num_train_timesteps must be at least 1, got 0"),
     ("scheduler.beta_schedule=cosine", "describes no DDPM schedule: NotImplementedError: cosine"),
+    ("scheduler.beta_start=-1", "gives noise levels (betas) outside (0, 1)"),
+    ("scheduler.prediction_type=velocity", "scheduler.prediction_type must be one of epsilon, v_prediction, sample"),
 ]] + [train_case(override, message) for override, message in [
     ("student.norm_num_groups=7", "student (WGUNet arguments"),
     ("student.block_out_channels=[16]", "student (WGUNet arguments"),
@@ -190,6 +195,10 @@ CASES = [train_case(override, message) for override, message in [
     ("eval.py", ["probe", "{teacher}", "--reference", "{root}/small", "--out", "{root}/e36"],
      "the probe noises real images at the models' size, 16x16"),
     ("train.py", ["{root}/latin1.yaml"], "is not valid YAML (in UTF-8)"),
+    ("train.py", ["{root}/tab.yaml"], "is not valid YAML (in UTF-8): line 2, column 1: found character"),
+    ("sample.py", ["{noclass}", "--out", "{root}/s22"], "names no model class (_class_name)"),
+    ("eval.py", ["spectrum", "--generated", "{samples}", "--fid-ref", "{root}/nothere.npz", "--features", "teacher",
+                 "--teacher", "{teacher}", "--out", "{root}/e37"], "nothere.npz' do not exist: make them with"),
     ("train.py", ["{root}/list.yaml"], "must hold a mapping of keys to values, not a list"),
     ("train.py", ["{root}/twice.yaml"], "key max_steps given twice: keep one"),
     ("sample.py", ["{model}", "--seed", "-1", "--out", "{root}/s12"], "a seed must be in [0, 2^32), got -1"),

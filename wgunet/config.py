@@ -222,6 +222,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} not found: pass one of configs/*.yaml or a path to your own")
     try:
         values = read_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as error:
+        where = f"line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}: " if error.problem_mark else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML (in UTF-8): {where}{error.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML (in UTF-8): {error}") from None
     if not isinstance(values, dict):
@@ -307,13 +310,21 @@ def check_scheduler(section: str, arguments: dict[str, Any]) -> None:
     """The noise schedule ``arguments`` describe, built once (cheap), its complaints named."""
     from diffusers import DDPMScheduler
 
+    from .prediction import PREDICTION_TYPES
+
     if arguments.get("num_train_timesteps", 1) < 1:
         raise ConfigError(f"{section}.num_train_timesteps must be at least 1, got {arguments['num_train_timesteps']}")
+    if arguments.get("prediction_type", "epsilon") not in PREDICTION_TYPES:
+        raise ConfigError(f"{section}.prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
+                          f"{arguments['prediction_type']!r}")
     try:
-        DDPMScheduler(**arguments)
+        betas = DDPMScheduler(**arguments).betas
     except MODEL_COMPLAINTS as error:
         raise ConfigError(f"{section} ({arguments}) describes no DDPM schedule: {type(error).__name__}: "
                           f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no message'}") from None
+    if not bool(((betas > 0) & (betas < 1)).all()):
+        raise ConfigError(f"{section} ({arguments}) gives noise levels (betas) outside (0, 1): check beta_start, "
+                          "beta_end and beta_schedule")
 
 
 def _positive(value: float) -> bool:
@@ -397,7 +408,7 @@ def validate(config: TrainConfig) -> None:
     if config.mode == "teacher" and config.unet.get("sample_size", config.data.sample_size) != config.data.sample_size:
         raise ConfigError(f"unet.sample_size {config.unet['sample_size']} differs from data.sample_size "
                           f"{config.data.sample_size}: the teacher learns at the data's size, so set them equal")
-    student_size = config.student.get("sample_size")
+    student_size = config.student.get("sample_size") if config.mode == "distill" else None
     if student_size is not None and student_size != config.data.sample_size:
         raise ConfigError(f"student.sample_size {student_size} differs from data.sample_size {config.data.sample_size}: "
                           "the student learns at the data's size, so set them equal")

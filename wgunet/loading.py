@@ -76,6 +76,9 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> 
         raise CheckpointError(f"{str(path)!r} is a file; pass the model or pipeline folder that holds it")
     folder = model_folder(path)
     class_name = read_json(folder / "config.json").get("_class_name")
+    if class_name is None:
+        raise CheckpointError(f"{str(folder / 'config.json')!r} names no model class (_class_name): it is no diffusers "
+                              "model config; pass the folder that save_pretrained wrote")
     if class_name not in MODEL_CLASSES:
         raise CheckpointError(f"{str(folder)!r} holds a {class_name!r}; supported: {', '.join(MODEL_CLASSES)}")
     try:

@@ -175,6 +175,9 @@ def covariance_problem(mu: torch.Tensor, sigma: torch.Tensor) -> str | None:
 def read_fid_reference(path: str | Path) -> ReferenceStatistics:
     """FID reference statistics from an .npz with ``mu`` and ``sigma`` (this project's, EDM's or clean-fid's); the
     extractor's name and the image count are read when the file has them. Nothing in it is unpickled."""
+    if not Path(path).is_file():
+        raise MetricError(f"FID reference statistics {str(path)!r} do not exist: make them with "
+                          "`eval.py fid-ref SET --out stats.npz`")
     try:
         with np.load(path, allow_pickle=False) as archive:
             mu, sigma = torch.from_numpy(archive["mu"]).double(), torch.from_numpy(archive["sigma"]).double()
