@@ -15,44 +15,23 @@ def _number(kind: type, text: str):
     return value
 
 
-def positive(text: str) -> int:
-    """A count: an integer >= 1."""
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _ranged(kind: type, allowed, requirement: str):
+    """An argparse type: a ``kind`` number for which ``allowed(value)`` holds, else "REQUIREMENT, got TEXT"."""
+
+    def parse(text: str):
+        value = _number(kind, text)
+        if not allowed(value):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text}")
+        return value
+
+    return parse
 
 
-def count(text: str) -> int:
-    """An integer >= 0 (0 switches something off)."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def seed(text: str) -> int:
-    """A seed: an integer in [0, 2^32), the range numpy and every generator here accept."""
-    value = _number(int, text)
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"a seed must be in [0, 2^32), got {value}")
-    return value
-
-
-def positive_number(text: str) -> float:
-    """A finite number > 0."""
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def weight(text: str) -> float:
-    """A finite number >= 0 (a loss weight: 0 switches its term off)."""
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+positive = _ranged(int, lambda v: v >= 1, "must be at least 1")  # a count
+count = _ranged(int, lambda v: v >= 0, "must be >= 0")  # 0 switches something off
+seed = _ranged(int, lambda v: 0 <= v < 2**32, "a seed must be in [0, 2^32)")  # what numpy and every generator accept
+positive_number = _ranged(float, lambda v: v > 0, "must be > 0")  # finite (``_number``)
+weight = _ranged(float, lambda v: v >= 0, "must be >= 0")  # a loss weight: 0 switches its term off
 
 
 def path(text: str) -> str:
