@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -51,6 +52,12 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _note(message: str) -> None:
+    """A line on stderr from the first of several processes (RANK 0 under torchrun / accelerate launch) only."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr)
+
+
 class Run:
     """The folder of one training run: ``what`` names it in messages, ``elsewhere`` says how to pick another."""
 
@@ -71,7 +78,7 @@ class Run:
             if written:  # its checkpoints were removed: training again would replace what is there
                 raise RunError(f"{self.path} holds {', '.join(written)} but no checkpoint to resume from: a resume "
                                f"would train from step 0 and replace it; move it away, or {self.elsewhere}")
-            print(f"{self.path} has no checkpoint yet: starting from step 0", file=sys.stderr)
+            _note(f"{self.path} has no checkpoint yet: starting from step 0")
         if not exists:
             if (self.path / "config.yaml").exists() and not (self.path / "metrics.jsonl").exists():
                 raise RunError(f"{self.path} holds a config.yaml that no {self.what} wrote there: a run writes its own "
@@ -91,7 +98,7 @@ class Run:
             raise RunError(f"{self.path} was trained with other settings ({', '.join(changes[k] for k in refused)}): "
                            f"resume with the same ones (only {', '.join(may_change)} may change), or {self.elsewhere}")
         if changed:
-            print(f"resuming {self.path} with changed settings: {', '.join(changes.values())}", file=sys.stderr)
+            _note(f"resuming {self.path} with changed settings: {', '.join(changes.values())}")
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_text(self.path / "config.yaml", yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
