@@ -440,3 +440,12 @@ def test_an_interrupt_and_a_resume_without_checkpoints_say_what_was_kept(tiny_ru
     with pytest.raises(KeyboardInterrupt, match="no checkpoint yet in .*: a --resume starts from step 0"):
         train(load_config(None, fresh), resume=True)
     assert "has no checkpoint yet: starting from step 0" in capsys.readouterr().err
+
+
+def test_the_keys_docs_say_a_resume_may_change_are_the_codes():
+    import re
+
+    from wgunet.training import MAY_CHANGE_ON_RESUME
+
+    listed = Path("docs/training.md").read_text().split("Only these may change:")[1].split(";")[0]
+    assert re.findall(r"`([^`]+)`", listed) == list(MAY_CHANGE_ON_RESUME)
