@@ -3,13 +3,11 @@ folder and by Hub id (the Hub's API faked), as the model card shows; run in inte
 fails."""
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
-import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler
 

@@ -17,7 +17,6 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .cli import UserError
-from .devices import DTYPES
 from .files import read_json
 from .latents import Autoencoder, load_autoencoder
 from .model import WGUNet
