@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_portable import without_wgunet
+from test_portable import fake_hub, without_wgunet
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, LDMPipeline, UNet2DModel, VQModel
 
@@ -155,17 +155,28 @@ def test_latent_distillation_learns_resumes_exports_and_samples(ldms, kind, tmp_
     student = load_model(exported)
     assert student.autoencoder is not None and student.image_size == 16
     assert student.model.config.in_channels == student.autoencoder.channels
-    record = run_sampling(str(exported), 3, tmp_path / "samples", steps=2)
+    record = run_sampling(str(exported), 4, tmp_path / "samples", steps=2)  # DDIM, sample.py's default
     assert record["sample_size"] == 16
-    assert np.load(tmp_path / "samples" / "samples.npz")["images"].shape == (3, 16, 16, 3)
+    drawn = np.load(tmp_path / "samples" / "samples.npz")["images"]
+    assert drawn.shape == (4, 16, 16, 3)
     card = (exported / "README.md").read_text()
     assert "latent space of the teacher's autoencoder" in card
-    assert ("DiffusionPipeline.from_pretrained" in card) == (kind == "vq")  # the card's snippet runs for VQ exports
-    if kind == "vq":  # diffusers' own LDMPipeline loads and runs the export, in an interpreter without wgunet
-        snippet = load_snippet(str(exported), wavelet_gated=True, latent=True).replace("=50", "=2")
-        out = without_wgunet(snippet, "print(type(pipeline).__name__, type(pipeline.unet).__name__, images.shape)",
-                             cwd=tmp_path)
-        assert "LDMPipeline WGUNet (4, 16, 16, 3)" in out
+    # the card's snippet loads the export where wgunet cannot be imported and draws sample.py's images: diffusers'
+    # own LDMPipeline for VQ, the pipeline module the export carries for KL
+    snippet = load_snippet(str(exported), remote_code=True, latent=True)
+    assert snippet in card.replace("THIS_FOLDER_OR_HUB_ID", str(exported))
+    out = without_wgunet(snippet.replace("=50", "=2"), f"""
+        import numpy as np
+        np.save({str(tmp_path / 'snippet.npy')!r}, (images * 255).round().astype(np.uint8))
+        print(type(pipeline).__name__, type(pipeline.unet).__name__)
+        """, cwd=tmp_path)
+    assert ("LDMPipeline WGUNet" if kind == "vq" else "WGUNetLatentPipeline WGUNet") in out
+    assert np.array_equal(np.load(tmp_path / "snippet.npy"), drawn)
+    if kind == "kl":  # by Hub id, through the branch of DiffusionPipeline.download that checks custom components
+        out = without_wgunet(fake_hub(exported, "someone/kl-student", tmp_path / "hub"),
+                             load_snippet("someone/kl-student", remote_code=True, latent=True).replace("=50", "=2"),
+                             "print(type(pipeline).__name__, images.shape)", cwd=tmp_path)
+        assert "WGUNetLatentPipeline (4, 16, 16, 3)" in out
 
 
 def test_a_resumed_latent_run_repeats_the_uninterrupted_one(ldms, tmp_path):

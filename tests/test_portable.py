@@ -59,7 +59,7 @@ def test_the_exported_module_is_the_packages_code_and_needs_neither_wgunet_nor_p
 def test_the_model_cards_snippet_loads_a_local_export_and_draws_sample_pys_images(tmp_path):
     folder = export(tmp_path / "export")
     run_sampling(str(folder), 4, tmp_path / "samples", scheduler="ddpm")
-    out = without_wgunet(load_snippet(str(folder), wavelet_gated=True), f"""
+    out = without_wgunet(load_snippet(str(folder), remote_code=True), f"""
         import numpy as np
         np.save({str(tmp_path / 'snippet.npy')!r}, (images * 255).round().astype(np.uint8))
         from diffusers import AutoModel
@@ -71,29 +71,38 @@ def test_the_model_cards_snippet_loads_a_local_export_and_draws_sample_pys_image
     assert "were passed to WGUNet, but are not expected" not in out  # auto_map is the model's own config key
 
 
-def test_a_pushed_export_loads_by_hub_id_through_diffusers_online_branch(tmp_path):
-    """The Hub's API faked: model_info lists the uploaded files, downloads read them. Without the module in unet/
-    this branch raises "unet/wgunet.model.py as defined in model_index.json does not exist"."""
-    folder = export(tmp_path / "export")
+def fake_hub(folder, repo_id: str, cache) -> str:
+    """Code that serves the files of export ``folder`` as Hub repository ``repo_id`` through huggingface_hub's API
+    as diffusers calls it: model_info lists the uploaded files, downloads read them."""
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    out = without_wgunet(f"""
+    return f"""
         import shutil
         from pathlib import Path
         from types import SimpleNamespace
         import diffusers.pipelines.pipeline_utils as pipeline_utils
+        import diffusers.utils.dynamic_modules_utils as dynamic_modules
 
-        uploaded, cache = Path({str(folder)!r}), Path({str(tmp_path / 'hub_cache')!r})
+        uploaded, cache = Path({str(folder)!r}), Path({str(cache)!r})
         def model_info(repo_id, **kwargs):
-            assert repo_id == "someone/wg-student"
+            assert repo_id == {repo_id!r}
             return SimpleNamespace(siblings=[SimpleNamespace(rfilename=f) for f in {files!r}], sha="0" * 40)
         def snapshot_download(repo_id, allow_patterns=None, **kwargs):
             shutil.copytree(uploaded, cache, dirs_exist_ok=True)
             return str(cache)
-        def hf_hub_download(repo_id, filename, **kwargs):
-            return str(Path(snapshot_download(repo_id)) / filename)
+        def hf_hub_download(repo_id, filename, subfolder=None, **kwargs):
+            return str(Path(snapshot_download(repo_id)) / (subfolder or "") / filename)
         pipeline_utils.model_info, pipeline_utils.snapshot_download = model_info, snapshot_download
         pipeline_utils.hf_hub_download = hf_hub_download
-        """, load_snippet("someone/wg-student", wavelet_gated=True), """
+        dynamic_modules.model_info, dynamic_modules.hf_hub_download = model_info, hf_hub_download
+        """
+
+
+def test_a_pushed_export_loads_by_hub_id_through_diffusers_online_branch(tmp_path):
+    """Without the module in unet/ this branch raises "unet/wgunet.model.py as defined in model_index.json does not
+    exist"."""
+    folder = export(tmp_path / "export")
+    out = without_wgunet(fake_hub(folder, "someone/wg-student", tmp_path / "hub_cache"),
+                         load_snippet("someone/wg-student", remote_code=True), """
         print(type(pipeline.unet).__name__, images.shape)
         """, cwd=tmp_path)
     assert "WGUNet (4, 16, 16, 3)" in out

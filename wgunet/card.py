@@ -17,31 +17,48 @@ def hub_id(name: str) -> str | None:
 
 
 # The code a model card shows: exactly what tests/test_portable.py runs in an interpreter without wgunet. Image i
-# comes from its own generator seeded (seed * 1_000_003 + i), as in sample.py, so both make the same images.
+# comes from its own generator seeded (seed * 1_000_003 + i), as in sample.py, so both make the same images: a pixel
+# model with its full ancestral chain (sample.py --scheduler ddpm), a latent one with 50 DDIM steps (sample.py's
+# default; diffusers' LDMPipeline draws a DDPM step's noise from torch's global generator, not the images' own).
 LOAD_SNIPPET = """import torch
-from diffusers import DiffusionPipeline
+from diffusers import {imports}
 
 pipeline = DiffusionPipeline.from_pretrained({source!r}, trust_remote_code={remote})
-generators = [torch.Generator().manual_seed(0 * 1_000_003 + i) for i in range(4)]  # image i, seed 0: as sample.py
+{scheduler}generators = [torch.Generator().manual_seed(0 * 1_000_003 + i) for i in range(4)]  # image i, seed 0: as sample.py
 images = pipeline(batch_size=4, generator=generators, {steps}
                   output_type="np").images  # (4, H, W, 3) in [0, 1]
 """
-REMOTE_CODE_NOTE = ("The WG-UNet's code travels with the weights (`unet/wgunet_unet.py`, named in `model_index.json`), "
-                    "so diffusers loads it with `trust_remote_code=True` and nothing else installed; "
-                    "`AutoModel.from_pretrained(\"THIS_FOLDER/unet\", trust_remote_code=True)` loads the UNet alone "
-                    "(diffusers 0.42's AutoModel does not follow a custom component of model_index.json given "
-                    "`subfolder=`). "
-                    "diffusers then warns \"Expected types for unet: (UNet2DModel,), got WGUNet\": its pipeline's "
-                    "signature names UNet2DModel, and any UNet with that call signature works in it.")
-KL_NOTE = ("A latent model (the UNet denoises the latents of `vae/`, which decodes them): no unconditional diffusers "
-           "pipeline takes an AutoencoderKL, so sample it with wgunet (`python sample.py THIS_FOLDER ...`).")
 
 
-def load_snippet(source: str, wavelet_gated: bool, latent: bool = False) -> str:
-    """The Python that loads an export from ``source`` (a folder or Hub id) and draws four images: a pixel model
-    with its full ancestral chain (sample.py --scheduler ddpm), a latent one with 50 of LDMPipeline's DDIM steps."""
-    steps = "num_inference_steps=50, " if latent else "num_inference_steps=pipeline.scheduler.config.num_train_timesteps, "
-    return LOAD_SNIPPET.format(source=source, remote=wavelet_gated, steps=steps)
+def load_snippet(source: str, remote_code: bool, latent: bool = False) -> str:
+    """The Python that loads an export from ``source`` (a folder or Hub id) and draws four images as sample.py
+    does (see LOAD_SNIPPET)."""
+    if latent:
+        return LOAD_SNIPPET.format(
+            imports="DDIMScheduler, DiffusionPipeline", source=source, remote=remote_code,
+            scheduler="pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)  # sample.py's default\n",
+            steps="num_inference_steps=50, eta=0.0, ")
+    return LOAD_SNIPPET.format(imports="DiffusionPipeline", source=source, remote=remote_code, scheduler="",
+                               steps="num_inference_steps=pipeline.scheduler.config.num_train_timesteps, ")
+
+
+def remote_code_note(wavelet_gated: bool, autoencoder: str | None) -> str:
+    """What a card says about the code that travels with the weights (wgunet.portable), if any does."""
+    files = (["`unet/wgunet_unet.py` (the WG-UNet)"] if wavelet_gated else []) + (
+        ["`wgunet_pipeline.py` (the latent pipeline: no diffusers pipeline for unconditional UNets takes an "
+         "AutoencoderKL)"] if autoencoder == "vae" else [])
+    if not files:
+        return ""
+    note = (f"The code diffusers does not have travels with the weights, {' and '.join(files)}, named in "
+            "`model_index.json`: diffusers loads it with `trust_remote_code=True` and nothing else installed.")
+    if wavelet_gated:
+        note += (" `AutoModel.from_pretrained(\"THIS_FOLDER/unet\", trust_remote_code=True)` loads the UNet alone "
+                 "(diffusers 0.42's AutoModel does not follow a custom component of model_index.json given "
+                 "`subfolder=`; for a Hub id, pass the folder `huggingface_hub.snapshot_download` returns).")
+    if wavelet_gated and autoencoder != "vae":
+        note += (" diffusers then warns \"Expected types for unet: (UNet2DModel,), got WGUNet\": its pipeline's "
+                 "signature names UNet2DModel, and any UNet with that call signature works in it.")
+    return note
 
 
 def model_card(config: TrainConfig, step: int, parameters: int, evaluation: TrainingEvaluation | None = None,
@@ -69,11 +86,12 @@ the weights derive from the training data{" and the teacher" if distilled else "
 
 ## Use
 
-{KL_NOTE if autoencoder == "vae" else "```python" + chr(10) + load_snippet("THIS_FOLDER_OR_HUB_ID", wavelet_gated, bool(autoencoder)) + "```"}
-{REMOTE_CODE_NOTE if wavelet_gated and autoencoder != "vae" else ""}
+```python
+{load_snippet("THIS_FOLDER_OR_HUB_ID", wavelet_gated or autoencoder == "vae", bool(autoencoder))}```
+{remote_code_note(wavelet_gated, autoencoder)}
 
 Faster, with the samplers set up as this model was trained (x0 clipping kept for DDIM and DPM-Solver++):
-`python sample.py THIS_FOLDER --scheduler ddim --num 64 --out samples/`.
+`python sample.py THIS_FOLDER --scheduler ddim --num-images 64 --out samples/`.
 
 ## Evaluation
 

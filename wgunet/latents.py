@@ -1,5 +1,5 @@
-"""Latent teachers: the frozen autoencoder of a latent-diffusion pipeline, and the pipeline that samples in its
-latent space and decodes to RGB.
+"""Latent teachers: the frozen autoencoder of a latent-diffusion pipeline (the pipeline that samples in its latent
+space and decodes to RGB is wgunet.latent_pipeline's).
 
 A latent teacher is a pipeline folder (or Hub id) with ``unet/``, ``scheduler/`` and an autoencoder:
 ``vqvae/`` (``VQModel``, diffusers' ``LDMPipeline`` layout, e.g. CompVis/ldm-celebahq-256) or ``vae/``
@@ -9,18 +9,17 @@ checkpoints only name it (``autoencoder.json``), so it is copied once, into the 
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, VQModel
-from diffusers.utils.torch_utils import randn_tensor
+from diffusers import AutoencoderKL, VQModel
 from torch import nn
 
 from .cli import UserError
 from .files import read_json
+from .portable import make_portable
 
 AUTOENCODERS = {"VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
 COMPONENTS = ("vqvae", "vae")  # LDMPipeline's name for its VQModel; the name latent pipelines give an AutoencoderKL
@@ -39,6 +38,9 @@ class Autoencoder(nn.Module):
 
     def __init__(self, model: VQModel | AutoencoderKL, scale: float, source: str, component: str):
         super().__init__()
+        # the config states the scale used, so that a pipeline decoding with this model (wgunet.latent_pipeline,
+        # diffusers' LDMPipeline) divides by the same number
+        model.register_to_config(scaling_factor=scale)
         self.model, self.scale, self.source, self.component = model.requires_grad_(False).eval(), scale, source, component
 
     @property
@@ -132,39 +134,14 @@ def write_reference(autoencoder: Autoencoder, folder: Path) -> None:
 
 
 def complete_export(folder: Path, autoencoder: Autoencoder) -> None:
-    """Make a checkpoint's model folder a whole latent pipeline: the autoencoder copied in, ``model_index.json``
-    in diffusers' LDMPipeline layout when the autoencoder is a VQModel (diffusers' own LDMPipeline loads it)."""
+    """Make a checkpoint's model folder a whole latent pipeline: the autoencoder copied in; ``model_index.json`` in
+    diffusers' LDMPipeline layout for a VQModel (diffusers' own LDMPipeline loads it), and for an AutoencoderKL,
+    which no diffusers pipeline for unconditional UNets takes, the latent pipeline's code (wgunet.portable)."""
     autoencoder.copy_to(folder)
     (folder / REFERENCE).unlink(missing_ok=True)
     index = read_json(folder / "model_index.json")
     index[autoencoder.component] = ["diffusers", type(autoencoder.model).__name__]
-    # no diffusers pipeline takes an AutoencoderKL with an unconditional UNet: the name then says whose it is
-    index["_class_name"] = "LDMPipeline" if autoencoder.component == "vqvae" else "WGUNetLatentPipeline"
+    if autoencoder.component == "vqvae":
+        index["_class_name"] = "LDMPipeline"
     (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
-
-
-class LatentPipeline(DiffusionPipeline):
-    """Denoise latents with any diffusers scheduler, then decode them to RGB, as diffusers' LDMPipeline does, with
-    per-image generators and the scheduler options (eta, use_clipped_model_output) the pixel pipelines take."""
-
-    def __init__(self, unet: nn.Module, autoencoder: Autoencoder, scheduler: DDIMScheduler):
-        super().__init__()
-        self.register_modules(unet=unet, autoencoder=autoencoder, scheduler=scheduler)
-
-    @torch.no_grad()
-    def __call__(self, batch_size: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
-                 num_inference_steps: int = 50, output_type: str = "np", **step_options) -> ImagePipelineOutput:
-        if output_type != "np":
-            raise ValueError("LatentPipeline returns numpy images (output_type='np')")
-        config = self.unet.config
-        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
-        latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        latents = latents * self.scheduler.init_noise_sigma
-        self.scheduler.set_timesteps(num_inference_steps)
-        accepted = inspect.signature(self.scheduler.step).parameters
-        options = {k: v for k, v in {**step_options, "generator": generator}.items() if k in accepted}
-        for t in self.progress_bar(self.scheduler.timesteps):
-            prediction = self.unet(self.scheduler.scale_model_input(latents, t), t).sample
-            latents = self.scheduler.step(prediction, t, latents, **options).prev_sample
-        images = (self.autoencoder.decode(latents) / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).numpy()
-        return ImagePipelineOutput(images=images)
+    make_portable(folder)

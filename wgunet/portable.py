@@ -1,12 +1,16 @@
-"""Exports that load without this package: the WG-UNet's code travels with its weights as a diffusers custom
-component, ``unet/wgunet_unet.py``, named in ``model_index.json`` and in ``unet/config.json``'s ``auto_map``.
+"""Exports that load without this package: the code diffusers does not have travels with the weights as custom
+components it loads with ``trust_remote_code=True``:
+
+- a WG-UNet: ``unet/wgunet_unet.py``, named in ``model_index.json`` and in ``unet/config.json``'s ``auto_map``;
+- a latent model with an AutoencoderKL (no diffusers pipeline for unconditional UNets takes one): the pipeline,
+  ``wgunet_pipeline.py`` beside ``model_index.json``, named as its ``_class_name``.
 
     DiffusionPipeline.from_pretrained(folder_or_hub_id, trust_remote_code=True)
-    AutoModel.from_pretrained(folder_or_hub_id, subfolder="unet", trust_remote_code=True)
+    AutoModel.from_pretrained("folder/unet", trust_remote_code=True)
 
-The module is not a copy: it is written at export time from the package's own model files (``SOURCES``, in the
-order they import each other, their relative imports dropped), so it is the code the package runs. It imports
-torch and diffusers only; a wavelet other than Haar brings its filter bank in the config (``wavelet_filters``).
+A module is not a copy: it is written at export time from the package's own files (in the order they import each
+other, their relative imports dropped), so it is the code the package runs. It imports torch and diffusers only; a
+wavelet other than Haar brings its filter bank in the config (``wavelet_filters``).
 """
 
 from __future__ import annotations
@@ -16,20 +20,20 @@ from pathlib import Path
 
 from .files import read_json, write_json, write_text
 
-MODULE = "wgunet_unet"
-SOURCES = ("wavelets.py", "blocks.py", "model.py")
-CLASS = "WGUNet"
+UNET_MODULE, UNET_CLASS, UNET_SOURCES = "wgunet_unet", "WGUNet", ("wavelets.py", "blocks.py", "model.py")
+PIPELINE_MODULE, PIPELINE_CLASS, PIPELINE_SOURCES = "wgunet_pipeline", "WGUNetLatentPipeline", ("latent_pipeline.py",)
 FUTURE = "from __future__ import annotations"
 RELATIVE_IMPORT = re.compile(r"^from \.\w* import .*$")
 
 
-def module_source() -> str:
-    """The self-contained module: the package's model files, concatenated."""
+def module_source(sources: tuple[str, ...] = UNET_SOURCES) -> str:
+    """One self-contained module: the package's files ``sources``, concatenated."""
     from . import __version__
 
-    parts = [f'"""The WG-UNet of wgunet {__version__} (Yang et al., "Diffusion Probabilistic Model Made Slim", CVPR '
-             f'2023), written from the package\'s {", ".join(SOURCES)} for diffusers\' trust_remote_code."""', "", FUTURE]
-    for name in SOURCES:
+    parts = [f'"""Code of wgunet {__version__} (the Wavelet-Gated UNet of Yang et al., "Diffusion Probabilistic Model '
+             f'Made Slim", CVPR 2023), written from the package\'s {", ".join(sources)} for diffusers\' '
+             'trust_remote_code."""', "", FUTURE]
+    for name in sources:
         lines = (Path(__file__).parent / name).read_text(encoding="utf-8").splitlines()
         kept = [line for line in lines if line.strip() != FUTURE and not RELATIVE_IMPORT.match(line)]
         if any(line.lstrip().startswith("from .") for line in kept):
@@ -39,13 +43,16 @@ def module_source() -> str:
 
 
 def make_portable(folder: str | Path) -> None:
-    """Give a pipeline folder whose ``unet/`` holds a WG-UNet its code: the module, the component entry of
-    ``model_index.json`` and the ``auto_map`` of ``unet/config.json``. Other UNets need nothing."""
+    """Give a pipeline folder the code of the components diffusers lacks (see the module's docstring); a plain
+    UNet2DModel in a pixel or VQ pipeline needs nothing."""
     folder = Path(folder)
-    config = read_json(folder / "unet" / "config.json")
-    if config.get("_class_name") != CLASS:
-        return
-    write_text(folder / "unet" / f"{MODULE}.py", module_source())
-    write_json(folder / "unet" / "config.json", {**config, "auto_map": {"AutoModel": f"{MODULE}.{CLASS}"}})
     index = read_json(folder / "model_index.json")
-    write_json(folder / "model_index.json", {**index, "unet": [MODULE, CLASS]})
+    config = read_json(folder / "unet" / "config.json")
+    if config.get("_class_name") == UNET_CLASS:
+        write_text(folder / "unet" / f"{UNET_MODULE}.py", module_source(UNET_SOURCES))
+        write_json(folder / "unet" / "config.json", {**config, "auto_map": {"AutoModel": f"{UNET_MODULE}.{UNET_CLASS}"}})
+        index["unet"] = [UNET_MODULE, UNET_CLASS]
+    if index.get("vae", [None, None])[1] == "AutoencoderKL":
+        write_text(folder / f"{PIPELINE_MODULE}.py", module_source(PIPELINE_SOURCES))
+        index["_class_name"] = [PIPELINE_MODULE, PIPELINE_CLASS]
+    write_json(folder / "model_index.json", index)

@@ -23,7 +23,8 @@ from .cli import UserError
 from .compilation import compiled
 from .files import folder_lock
 from .images import derived_files_match, finish_image_folder, image_name, prepare_image_folder, write_png
-from .latents import Autoencoder, LatentPipeline
+from .latent_pipeline import WGUNetLatentPipeline
+from .latents import Autoencoder
 from .devices import DTYPES, pick_device, pick_dtype
 from .loading import Checkpoint, load_model, weights_of
 from .processes import my_share, on_main, processes
@@ -62,7 +63,7 @@ def load_pipeline(checkpoint: str, scheduler: str = "ddim", device: str = "auto"
     return build_pipeline(*load_model(checkpoint), scheduler, device)
 
 
-Pipeline = DDPMPipeline | DDIMPipeline | LatentPipeline
+Pipeline = DDPMPipeline | DDIMPipeline | WGUNetLatentPipeline
 
 
 def build_pipeline(model: torch.nn.Module, training_schedule: DDPMScheduler, autoencoder: Autoencoder | None = None,
@@ -73,7 +74,7 @@ def build_pipeline(model: torch.nn.Module, training_schedule: DDPMScheduler, aut
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
     sampler = SCHEDULERS[scheduler].from_config(sampler_config(scheduler, training_schedule.config))
     if autoencoder is not None:
-        pipeline = LatentPipeline(unet=model, autoencoder=autoencoder, scheduler=sampler)
+        pipeline = WGUNetLatentPipeline(unet=model, vae=autoencoder.model, scheduler=sampler)
     else:  # DDIMPipeline, because only it passes use_clipped_model_output to the scheduler (see sample_images)
         pipeline = (DDIMPipeline if scheduler == "ddim" else DDPMPipeline)(unet=model, scheduler=sampler)
     pipeline = pipeline.to(pick_device(device))
@@ -98,7 +99,12 @@ def sample_images(pipeline: Pipeline, indices: list[int], seed: int, steps: int,
     # DDIM: when x0 is clipped, the noise estimate is re-derived from the clipped x0 (use_clipped_model_output), so
     # that the DDIM update stays on one trajectory. diffusers' default mixes the clipped x0 with the unclipped
     # noise; on the shipped teacher that collapsed the samples to low-contrast grey (pixel std 0.21, real 0.59).
-    options = {"eta": 0.0, "use_clipped_model_output": True} if isinstance(pipeline.scheduler, DDIMScheduler) else {}
+    # Without clipping the option changes nothing but rounding, and is left out: the steps are then exactly those
+    # of diffusers' own pipelines (an export's model card samples with them).
+    options = {}
+    if isinstance(pipeline.scheduler, DDIMScheduler):
+        clips = pipeline.scheduler.config.clip_sample or pipeline.scheduler.config.thresholding
+        options = {"eta": 0.0, **({"use_clipped_model_output": True} if clips else {})}
     with torch.autocast(pipeline.device.type, dtype=dtype, enabled=dtype != torch.float32):
         images = pipeline(batch_size=len(indices), generator=generators, num_inference_steps=steps, output_type="np",
                           **options).images
