@@ -1,11 +1,13 @@
-"""Cost of evaluation as the sets grow: peak memory and wall time of `eval.py spectrum --features none` on two
-random sets of N images each at 256 px (uint8 .npz archives, as ADM's suite and sample.py write them), N = 1k, 2k,
-4k, 8k by default, each run in its own process, side by side in one table.
+"""Cost of evaluation as the sets grow: peak memory and wall time of `eval.py spectrum` on two random sets of N
+images each at 256 px (uint8 .npz archives, as ADM's suite and sample.py write them), N = 1k, 2k, 4k, 8k by
+default, each run in its own process, side by side in one table.
 
-    python bench/scale.py [--sizes 1000,2000,4000,8000] [--pixels 256] [--bootstrap 200] [--work runs/scale]
+    python bench/scale.py [--sizes 1000,2000,4000,8000] [--pixels 256] [--bootstrap 200] [--features none]
+                          [--work runs/scale]
 
-The spectra stream (images read in batches, the bootstrap's weighted sums accumulated), so peak memory should
-stay flat in N and time grow linearly. The archives are written once to --work (about 3 GB at 8k) and reused.
+The spectra stream (images read in batches, the bootstrap's weighted sums accumulated), and so do the FID/KID
+features (``--features teacher``: only the (N, F) features are kept), so peak memory should stay flat in N and
+time grow linearly. The archives are written once to --work (about 3 GB at 8k) and reused.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ def write_npz(path: Path, num: int, pixels: int, seed: int) -> None:
     path.with_suffix(".tmp").rename(path)
 
 
-def measure(generated: Path, reference: Path, bootstrap: int, out: Path) -> tuple[float, float]:
+def measure(generated: Path, reference: Path, bootstrap: int, features: str, out: Path) -> tuple[float, float]:
     """(peak RSS in GiB, wall seconds) of one eval.py spectrum run, in a process of its own that reports its peak."""
-    argv = ["eval.py", "spectrum", "--generated", f"g={generated}", "--reference", str(reference), "--features", "none",
+    argv = ["eval.py", "spectrum", "--generated", f"g={generated}", "--reference", str(reference), "--features", features,
             "--bootstrap", str(bootstrap), "--out", str(out)]
     child = (f"import resource, runpy, sys\nsys.argv = {argv!r}\ntry:\n    runpy.run_path('eval.py', run_name='__main__')\n"
              "except SystemExit as done:\n    assert not done.code, done.code\n"
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,2000,4000,8000", help="images per set, comma-separated, ascending")
     parser.add_argument("--pixels", type=int, default=256, help="image side (default 256)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200, eval.py's)")
+    parser.add_argument("--features", default="none", help="eval.py spectrum's --features (default none: spectra "
+                        "only; teacher: FID/KID in the shipped teacher's features too)")
     parser.add_argument("--work", default="runs/scale", help="folder for the archives and outputs")
     args = parser.parse_args()
     work = Path(args.work)
@@ -67,11 +71,12 @@ def main() -> None:
         generated, reference = work / f"g{num}_{args.pixels}.npz", work / f"r{num}_{args.pixels}.npz"
         write_npz(generated, num, args.pixels, 1)
         write_npz(reference, num, args.pixels, 2)
-        peak, seconds = measure(generated, reference, args.bootstrap, work / f"out{num}")
+        peak, seconds = measure(generated, reference, args.bootstrap, args.features, work / f"out{num}")
         rows.append((num, 2 * num * args.pixels**2 * 3 / 2**30, peak, seconds))
         print(f"{num} images: peak {peak:.2f} GiB, {seconds:.1f} s", flush=True)
     first = rows[0]
-    print(f"\n| images per set ({args.pixels} px) | uint8 data of both sets (GiB) | peak RSS (GiB) | vs first | "
+    print(f"\n--features {args.features}, bootstrap {args.bootstrap}\n")
+    print(f"| images per set ({args.pixels} px) | uint8 data of both sets (GiB) | peak RSS (GiB) | vs first | "
           f"wall time (s) | s per 1k images |")
     print("|---:|---:|---:|---:|---:|---:|")
     for num, data, peak, seconds in rows:

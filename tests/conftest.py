@@ -1,7 +1,11 @@
 import os
+import tempfile
 
 import pytest
 import torch
+
+# the user's cache stays untouched (image folders' verification records): one fresh cache per test run
+os.environ["WGUNET_CACHE"] = tempfile.mkdtemp(prefix="wgunet-test-cache-")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs 2 workers on 2 cores: one thread each, subprocesses too
     # (two OpenMP pools of 2 threads on 2 cores spin against each other: the suite took longer than on one worker)

@@ -145,3 +145,37 @@ def test_own_images_smaller_than_the_sample_size_are_refused_unless_upscale_and_
     train(load_config(None, base + ["eval_every=0", "log_with=none"]))
     assert f"distill: 1 process on cpu, mixed precision no; data: 2 images in {tmp_path}, from 56x48 to 72x64" in \
         capsys.readouterr().err
+
+
+def test_a_folder_is_decoded_in_full_once_and_then_only_its_new_or_changed_files(tmp_path, monkeypatch):
+    import os
+
+    import wgunet.data as data
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 10, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    decoded = []
+    real_decode = data.decoded_size
+    monkeypatch.setattr(data, "decoded_size", lambda path: decoded.append(path.name) or real_decode(path))
+    assert data.ImageFolder(folder, 8).sizes == [(10, 8)] * 4 and sorted(decoded) == ["0.png", "1.png", "2.png", "3.png"]
+    decoded.clear()
+    assert data.ImageFolder(folder, 8).sizes == [(10, 8)] * 4 and decoded == []  # on record, unchanged
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(folder / "4.png")
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(folder / "1.png")
+    assert data.ImageFolder(folder, 8).sizes == [(10, 8), (9, 9), (10, 8), (10, 8), (12, 12)]
+    assert sorted(decoded) == ["1.png", "4.png"]
+    decoded.clear()
+    data.ImageFolder(folder, 8, verify="all")
+    assert len(decoded) == 5
+    # a file damaged since its check (same size in bytes, new time) is decoded again and named
+    damaged = (folder / "2.png").read_bytes()
+    (folder / "2.png").write_bytes(damaged[:40] + bytes(len(damaged) - 40))
+    os.utime(folder / "2.png", ns=(1, 1))
+    with pytest.raises(data.DataError, match="2.png"):
+        data.ImageFolder(folder, 8)
+    data.verification_record(folder).write_text("{not json")  # a damaged record: everything decoded again
+    (folder / "2.png").unlink()
+    decoded.clear()
+    assert len(data.ImageFolder(folder, 8)) == 4 and len(decoded) == 4

@@ -197,3 +197,52 @@ def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_read
     from wgunet.images import StoredArray, _npz_member
 
     assert isinstance(_npz_member(str(tmp_path / "generated.npz"), "images"), StoredArray)  # read by slices
+
+
+def test_features_stig_training_refinement_and_mode_images_read_a_set_in_batches(tmp_path):
+    """FID/FINC features, STIG training (each step's images by index), refinement into a folder and FINC's top
+    images read a set through ImageSource.read a batch at a time, and give what the whole set in memory gives."""
+    from wgunet.features import compute_features
+    from wgunet.images import ImageSource, as_source, open_image_set, write_image_folder
+    from wgunet.measures import compare_modes
+    from wgunet.stig import StigConfig, load_refiner, refine, train_refiner
+
+    images = load_image_set("patches:heldout", 16).images[:40]
+    largest = []
+
+    def watched(held: torch.Tensor, name: str) -> ImageSource:
+        def read(a: int, b: int) -> torch.Tensor:
+            largest.append(b - a)
+            return held[a:b]
+        return ImageSource(name, as_source(held).names, tuple(held.shape[-2:]), read)
+
+    def mean_colour(x: torch.Tensor) -> torch.Tensor:
+        return x.float().mean((2, 3))
+
+    assert torch.equal(compute_features(watched(images, "a"), mean_colour, batch_size=8),
+                       compute_features(images, mean_colour, batch_size=40))
+    assert max(largest) == 8
+    config = StigConfig(steps=3, batch_size=4, channels=8, checkpoint_every=3)
+    from_source = train_refiner(watched(images[:20], "g"), watched(images[20:], "r"), tmp_path / "s", config)
+    assert max(largest) == 8  # STIG reads one image per index
+    in_memory = train_refiner(images[:20], images[20:], tmp_path / "m", config)
+    translator = load_refiner(from_source)
+    assert torch.equal(refine(translator, images), refine(load_refiner(in_memory), images))
+
+    largest.clear()
+    refined = ImageSource("refined", as_source(images).names, (16, 16), lambda a, b: refine(translator, images[a:b]))
+    write_image_folder(watched(images, "w"), tmp_path / "plain", {}, overwrite=False, batch_size=16)
+    assert max(largest) == 16
+    write_image_folder(refined, tmp_path / "refined", {}, overwrite=False, batch_size=16)
+    assert torch.equal(open_image_set(tmp_path / "refined").load().images, refine(translator, images))
+
+    from test_finc import clusters
+
+    test = torch.randint(0, 256, (300, 3, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    comparison = compare_modes(watched(test, "t"), test[:200], clusters([100, 100, 100], 0), clusters([100, 100], 1),
+                               "clusters", sigma=2.0, r=500, top_k=3)  # the third cluster: a mode of the test set
+    largest.clear()
+    rows = comparison.mode_rows(images_per_row=3)
+    assert len(comparison.result.test_modes) and set(largest) == {1}
+    for (_, picked), modes in zip(rows, comparison.result.test_modes.top):
+        assert np.array_equal(picked, test[modes[:3]].permute(0, 2, 3, 1).numpy())

@@ -96,7 +96,8 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
 
 def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teacher, tmp_path, monkeypatch):
     """Every load of a model goes through ModelMixin.from_pretrained, every set through one of the readers of
-    wgunet.images; the report must hand what it loaded on instead of reloading it."""
+    wgunet.images; the report must hand what it opened on instead of opening it again (the STIG set is opened once,
+    from the folder the refiner wrote)."""
     import runpy
     from collections import Counter
 
@@ -126,7 +127,8 @@ def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teac
     with pytest.raises(SystemExit) as done:
         runpy.run_path("eval.py", run_name="__main__")
     assert done.value.code == 0
-    assert loads == {"model student": 1, "model pipeline": 1, "set heldout": 1, "set student": 1, "set teacher": 1}
+    assert loads == {"model student": 1, "model pipeline": 1, "set heldout": 1, "set student": 1, "set teacher": 1,
+                     "set student_stig": 1}
 
 
 def test_report_refuses_two_stig_sources(tmp_path):

@@ -63,6 +63,8 @@ class DataConfig:
     # Hugging Face datasets name
     sample_size: int = 32
     upscale: bool = False  # image folders: enlarge images smaller than sample_size (else they are refused)
+    verify: str = "changed"  # image folders: decode every image at the start ("all") or those new or changed
+    # since the folder was last checked ("changed": sizes and times kept in $WGUNET_CACHE or ~/.cache/wgunet)
     hflip: bool = True
     image_column: str | None = None  # datasets only; detected when None
     split: str = "train"  # Hugging Face datasets only
@@ -366,7 +368,7 @@ VALUE_RULES: list[tuple[str, Any, str]] = [
     ("loss.eps", _positive, "positive (it keeps |DFT(x0)|^alpha finite)"),
 ]
 CHOICES = {"teacher_dtype": ("auto", "float32", "float16", "bfloat16"), "mixed_precision": ("no", "fp16", "bf16"),
-           "lr_schedule": ("cosine", "constant"),
+           "lr_schedule": ("cosine", "constant"), "data.verify": ("changed", "all"),
            "log_with": ("auto", "none", "tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"),
            "eval.scheduler": ("ddim", "ddpm", "dpm++"),
            "loss.freq_reference": ("latent", "image"), "eval.features": ("auto", "teacher", "inception", "dinov2")}

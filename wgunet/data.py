@@ -4,7 +4,8 @@ Sources (``DataConfig.source``; the same names wherever a tool takes an image se
 - ``patches:train`` / ``patches:heldout``: crops of the colour photographs that ship inside scikit-image, cut at several scales.
   Natural photographs have the ~1/f^2 power spectra this project is about. The right-most 20% of
   each photograph is held out, so the ``heldout`` split shares no pixel with ``train``.
-- an image folder: PNG, JPEG or WebP, searched recursively; each decoded once to check it; the shorter side
+- an image folder: PNG, JPEG or WebP, searched recursively; each decoded once to check it (and again only when
+  the file changes); the shorter side
   resized to the sample size (images smaller than it refused unless ``upscale``), then the centre square.
 - a Hugging Face ``datasets`` name, a folder saved with ``save_to_disk`` (or a ``datasets.Dataset``), with the
   image column detected.
@@ -13,6 +14,7 @@ Sources (``DataConfig.source``; the same names wherever a tool takes an image se
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .cli import UserError
 from .config import DataConfig
+from .files import FileFormatError, read_json, write_json
 from .processes import on_main, processes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -150,13 +153,47 @@ def decoded_size(path: Path) -> tuple[int, int]:
     return read_rgb(path).size
 
 
-class ImageFolder(Dataset):
-    """Every PNG / JPEG / WebP under ``root`` (recursive), each decoded once when the dataset is built (in
-    parallel, one image held per thread) to check it and its size: smaller than ``size`` is refused unless
-    ``upscale``. Each item: the shorter side resized to ``size`` (bicubic, antialiased), then the centre square."""
+def verification_record(root: Path) -> Path:
+    """Where the sizes of a folder's decoded images are kept, one JSON file per folder in wgunet's cache
+    (``$WGUNET_CACHE``, else ``$XDG_CACHE_HOME/wgunet`` or ``~/.cache/wgunet``), so that a folder is decoded in
+    full once, not at every run."""
+    cache = os.environ.get("WGUNET_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wgunet"
+    return Path(cache) / "verified" / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]}.json"
 
-    def __init__(self, root: str | Path, size: int, decode_all: bool = True, upscale: bool = False):
-        self.root, self.size, self.upscale = Path(root), size, upscale
+
+def verified_sizes(root: Path, files: list[Path], verify: str) -> list[tuple[int, int]]:
+    """(width, height) of each file, decoded in parallel (one image held per thread) unless ``verify`` is
+    "changed" and the folder's record holds the file with its present size in bytes and modification time."""
+    record_path, names = verification_record(root), [str(f.relative_to(root)) for f in files]
+    stamps = [[f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    known: dict[str, list[int]] = {}
+    if verify == "changed" and record_path.is_file():
+        try:
+            known = read_json(record_path)
+        except FileFormatError:
+            known = {}  # a damaged record is only a lost shortcut
+    todo = [i for i, (name, stamp) in enumerate(zip(names, stamps)) if known.get(name, [])[:2] != stamp]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        decoded = list(tqdm(pool.map(decoded_size, [files[i] for i in todo]), total=len(todo),
+                            desc=f"checking {root}", unit="img", disable=len(todo) < 1000, leave=False))
+    for i, size in zip(todo, decoded):
+        known[names[i]] = [*stamps[i], *size]
+    try:
+        write_json(record_path, {name: known[name] for name in names})
+    except OSError:
+        pass  # a read-only cache: the next run decodes again
+    return [tuple(known[name][2:]) for name in names]
+
+
+class ImageFolder(Dataset):
+    """Every PNG / JPEG / WebP under ``root`` (recursive), each decoded once to check it and its size (in
+    parallel, one image held per thread; ``verify="changed"``: only files new or changed since the folder's last
+    check, ``verification_record``): smaller than ``size`` is refused unless ``upscale``. Each item: the shorter
+    side resized to ``size`` (bicubic, antialiased), then the centre square."""
+
+    def __init__(self, root: str | Path, size: int, decode_all: bool = True, upscale: bool = False,
+                 verify: str = "changed"):
+        self.root, self.size, self.upscale, self.verify = Path(root), size, upscale, verify
         # listed and checked by one process, however many train (the others receive the list)
         self.files, self.sizes = on_main(processes(), lambda: self._scan(decode_all))
         self.names = [str(p.relative_to(self.root)) for p in self.files]
@@ -171,9 +208,7 @@ class ImageFolder(Dataset):
             )
         if not decode_all:
             return files, []
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            sizes = list(tqdm(pool.map(decoded_size, files), total=len(files), desc=f"checking {self.root}",
-                              unit="img", disable=len(files) < 1000, leave=False))
+        sizes = verified_sizes(self.root, files, self.verify)
         small = [(f, s) for f, s in zip(files, sizes) if min(s) < self.size]
         if small and not self.upscale:
             name, (w, h) = small[0]
@@ -289,7 +324,7 @@ def build_dataset(config: DataConfig, seed: int = 0, dataset: Any = None) -> Dat
     if saved_dataset(config.source):
         return HFImages(load_saved_dataset(config.source, config.split), config.sample_size, config.image_column)
     if Path(config.source).exists():
-        return ImageFolder(config.source, config.sample_size, upscale=config.upscale)
+        return ImageFolder(config.source, config.sample_size, upscale=config.upscale, verify=config.verify)
     looks_like_path = config.source.startswith((".", "/", "~")) or config.source.count("/") > 1
     if looks_like_path:
         raise DataError(f"image folder {config.source!r} does not exist")

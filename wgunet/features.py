@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .cli import UserError
 from .data import to_signed, to_unit
 from .files import write_file, write_json
+from .images import ImageSet, ImageSource, as_source
 from .processes import my_share, on_main
 from .teacher import load_teacher
 
@@ -183,34 +184,35 @@ def _input_key(source: str, extractor: str, options: dict) -> str:
 
 
 @torch.no_grad()
-def compute_features(images: torch.Tensor, extractor: nn.Module, batch_size: int = 256,
+def compute_features(images: ImageSet | ImageSource | torch.Tensor, extractor: nn.Module, batch_size: int = 256,
                      state: PartialState | None = None) -> torch.Tensor:
-    """(N, F) float32 features of uint8 images, in batches.
+    """(N, F) float32 features of uint8 images, read and embedded batch by batch: only the features are kept.
 
     With the ``state`` of several processes (``accelerate launch`` / ``torchrun``) each embeds every n-th batch and
     every process gets all N rows. Split by batch, not by image: each image then sits in the same batch at the same
     place as on one process, so the features are those of one process (the teacher features' noise is drawn per
     place in a batch).
     """
-    starts = list(range(0, len(images), batch_size))
+    source = as_source(images)
+    starts = list(range(0, len(source), batch_size))
     several = state is not None and state.num_processes > 1
     mine = my_share(state, starts) if several else starts
-    chunks = {s: extractor(images[s : s + batch_size]).float().cpu() for s in
+    chunks = {s: extractor(source.read(s, min(len(source), s + batch_size))).float().cpu() for s in
               tqdm(mine, desc="features", leave=False, disable=several and not state.is_main_process)}
     if several:  # pickled between this job's own processes, as torch.distributed sends objects
         chunks = {s: chunk for part in gather_object([chunks]) for s, chunk in part.items()}
     return torch.cat([chunks[s] for s in starts])
 
 
-def cached_features(image_set, extractor: nn.Module, cache: str | Path,
+def cached_features(image_set: ImageSet | ImageSource, extractor: nn.Module, cache: str | Path,
                     state: PartialState | None = None) -> torch.Tensor:
-    """``compute_features`` of an ImageSet, stored as ``cache/<key>.npy`` and reused while the set's files, its
+    """``compute_features`` of an image set, stored as ``cache/<key>.npy`` and reused while the set's files, its
     size and the extractor are unchanged. With ``state``: computed by every process, written by the main one."""
     options = {"extractor": getattr(extractor, "cache_key", None), "n": len(image_set)}
     path = Path(cache) / f"{_input_key(image_set.source, label(extractor), options)}.npy"
     if on_main(state, path.is_file) if state else path.is_file():
         return torch.from_numpy(np.load(path))
-    features = compute_features(image_set.images, extractor, state=state)
+    features = compute_features(image_set, extractor, state=state)
     if state is None or state.is_main_process:
         write_file(path, lambda handle: np.save(handle, features.numpy()))
         write_json(path.with_suffix(".json"), {"label": label(extractor), "source": image_set.source})

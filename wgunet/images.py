@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .cli import UserError
 from .data import DataError, HFImages, ImageFolder, builtin_set, load_saved_dataset, photograph_patches, read_rgb, saved_dataset
@@ -69,6 +70,10 @@ class ImageSource:
         for start in range(0, len(self), batch_size):
             yield start, self.read(start, min(len(self), start + batch_size))
 
+    def take(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
+        """The images at ``indices`` (any order, repeats allowed): random access for training on a set."""
+        return torch.cat([self.read(i, i + 1) for i in map(int, indices)])
+
     def load(self) -> ImageSet:
         """Every image in memory."""
         return ImageSet(self.read(0, len(self)).contiguous(), self.names, self.source)
@@ -78,10 +83,12 @@ class ImageSource:
         return ImageSource(self.source, self.names[:limit], self.size, self.read)
 
 
-def as_source(images: ImageSet | ImageSource) -> ImageSource:
-    """A set in memory, seen as one read in batches (or the source itself)."""
+def as_source(images: ImageSet | ImageSource | torch.Tensor) -> ImageSource:
+    """A set in memory (or uint8 (N, C, H, W) images), seen as one read in batches; a source as it is."""
     if isinstance(images, ImageSource):
         return images
+    if isinstance(images, torch.Tensor):
+        images = ImageSet(images, [image_name(i) for i in range(len(images))], "images in memory")
     return ImageSource(images.source, images.names, images.size, lambda a, b: images.images[a:b])
 
 
@@ -372,13 +379,12 @@ def _read_record(path: Path) -> dict:
 def derived_files_match(out: Path, num: int) -> bool:
     """``samples.npz`` holds ``num`` images and ``grid.png`` decodes."""
     try:
-        with np.load(out / "samples.npz") as archive:
-            if len(archive["images"]) != num:
-                return False
+        if len(_npz_member(str(out / "samples.npz"), "images")) != num:  # its header, not its images
+            return False
         with Image.open(out / "grid.png") as grid:
             grid.verify()
         return True
-    except (OSError, EOFError, KeyError, ValueError, SyntaxError):
+    except (OSError, EOFError, KeyError, ValueError, SyntaxError, zipfile.BadZipFile):
         return False
 
 
@@ -408,9 +414,15 @@ def _save_npz(handle, images: np.ndarray) -> None:
     np.savez(handle, images=images)
 
 
-def write_image_folder(image_set: ImageSet, out: Path, record: dict, overwrite: bool) -> None:
-    """A whole set as a sample folder (PNGs, sampling.json, samples.npz, grid.png); not resumable."""
-    todo = prepare_image_folder(out, len(image_set), record, False, overwrite, resumable=False)
-    for index, image in zip(todo, image_set.images.permute(0, 2, 3, 1).numpy()[todo]):
-        write_png(image, out / image_name(index))
-    finish_image_folder(out, len(image_set))
+def write_image_folder(images: ImageSet | ImageSource, out: Path, record: dict, overwrite: bool,
+                       batch_size: int = 64) -> None:
+    """A whole set as a sample folder (PNGs, sampling.json, samples.npz, grid.png), read batch by batch; not
+    resumable."""
+    source = as_source(images)
+    todo = set(prepare_image_folder(out, len(source), record, False, overwrite, resumable=False))
+    for start, batch in tqdm(source.batches(batch_size), total=math.ceil(len(source) / batch_size), unit="batch",
+                             desc=f"writing {out}", leave=False, disable=len(source) <= batch_size):
+        for index, image in enumerate(batch.permute(0, 2, 3, 1).numpy(), start):
+            if index in todo:
+                write_png(image, out / image_name(index))
+    finish_image_folder(out, len(source))

@@ -13,7 +13,7 @@ from .finc import FincResult, finc
 from .images import ImageSet, ImageSource, as_source, same_size
 from .metrics import FidKidScore
 from .results import Result
-from .spectral import SetStatistics, SpectralScores, accumulate, resample_weights, scores_of
+from .spectral import SetStatistics, SpectralScores, accumulate, resample_weights, scores_of, streaming_batch
 
 
 @dataclass
@@ -51,7 +51,7 @@ def score_sets(sets: dict[str, ImageSet | ImageSource], reference: ImageSet | Im
     sources = {name: as_source(s) for name, s in sets.items()}
     real_source = as_source(reference)
     same_size(sources, real_source)
-    batch = max(1, 2**21 // (real_source.size[0] * real_source.size[1]))  # about 2 M pixels a batch
+    batch = streaming_batch(real_source.size)
     references: dict[int, SetStatistics] = {}
     result = None
     for name, source in sources.items():
@@ -73,8 +73,8 @@ def score_sets(sets: dict[str, ImageSet | ImageSource], reference: ImageSet | Im
 class ModeComparison:
     """FINC between two named sets: what ``test`` has more of than ``reference``, and what it misses."""
 
-    test: ImageSet
-    reference: ImageSet
+    test: ImageSource
+    reference: ImageSource
     names: tuple[str, str]  # what to call the two sets in captions ("student", "teacher")
     features: str  # the embedding's label
     result: FincResult
@@ -92,12 +92,14 @@ class ModeComparison:
                 (self.result.test_modes, self.test, test_name, f"{test_name} has more"),
                 (self.result.reference_modes, self.reference, reference_name, f"{test_name} misses")):
             for j in range(len(modes)):
-                picked = image_set.images[modes.top[j][:images_per_row]].permute(0, 2, 3, 1).numpy()
+                picked = image_set.take(modes.top[j][:images_per_row]).permute(0, 2, 3, 1).numpy()
                 rows.append((f"{owner} mode {j + 1}\n{direction}\nλ = {float(modes.eigenvalues[j]):.4f}", picked))
         return rows
 
 
-def compare_modes(test: ImageSet, reference: ImageSet, test_features, reference_features, features: str,
-                  names: tuple[str, str] = ("test", "reference"), **options) -> ModeComparison:
-    """FINC on features already computed for both sets (``options``: sigma, rho, r, num_modes, top_k, seed)."""
-    return ModeComparison(test, reference, names, features, finc(test_features, reference_features, **options))
+def compare_modes(test: ImageSet | ImageSource, reference: ImageSet | ImageSource, test_features, reference_features,
+                  features: str, names: tuple[str, str] = ("test", "reference"), **options) -> ModeComparison:
+    """FINC on features already computed for both sets (``options``: sigma, rho, r, num_modes, top_k, seed); the
+    sets are kept as sources, from which a plot reads its top images."""
+    return ModeComparison(as_source(test), as_source(reference), names, features,
+                          finc(test_features, reference_features, **options))

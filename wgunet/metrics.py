@@ -20,6 +20,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from .features import MetricError, compute_features, label
+from .images import ImageSet, ImageSource
 from .results import Estimate, Result, bootstrapped
 
 
@@ -84,6 +85,9 @@ class FidKidScore(Result):
     against: str  # what FID compares with: the reference images, or the statistics file
 
 
+Images = ImageSet | ImageSource | torch.Tensor  # uint8 (N, 3, H, W), held or read in batches
+
+
 class FidKid:
     """FID with a 95% interval and KID of generated sets against one reference set.
 
@@ -94,7 +98,7 @@ class FidKid:
     images, which raises FID, and the interval is moved to the estimate; ``bias`` says by how much.
     """
 
-    def __init__(self, reference: torch.Tensor | ReferenceStatistics, extractor: nn.Module, batch_size: int = 256,
+    def __init__(self, reference: Images | ReferenceStatistics, extractor: nn.Module, batch_size: int = 256,
                  bootstrap: int = 50, seed: int = 0, state: PartialState | None = None):
         self.feature, self.label = extractor, label(extractor)
         self.batch_size, self.bootstrap, self.seed, self.state = batch_size, bootstrap, seed, state
@@ -107,13 +111,13 @@ class FidKid:
         else:
             self.real, self.statistics = self.features(reference), None
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The extractor's (N, F) features of uint8 (N, 3, H, W) images."""
+    def features(self, images: Images) -> torch.Tensor:
+        """The extractor's (N, F) features of uint8 (N, 3, H, W) images, read batch by batch."""
         if len(images) < 2:
             raise MetricError("FID and KID need at least 2 images in each set")
         return compute_features(images, self.feature, self.batch_size, self.state)
 
-    def __call__(self, generated: torch.Tensor) -> FidKidScore:
+    def __call__(self, generated: Images) -> FidKidScore:
         """FID with its interval and KID of uint8 (N, 3, H, W) images."""
         return self.score(self.features(generated))
 

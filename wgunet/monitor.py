@@ -26,14 +26,15 @@ from .cli import UserError
 from .config import ConfigError, EvalConfig
 from .features import feature_extractor
 from .files import atomic_folder, write_json
-from .images import load_image_set, make_grid, png_bytes
+from .images import make_grid, open_image_set, png_bytes
 from .latents import Autoencoder
 from .metrics import FidKid, FidKidScore, read_fid_reference
 from .outputs import write_png_bytes
 from .processes import my_share, on_main, processes
 from .results import Result
 from .sampling import build_pipeline, sample_images
-from .spectral import SpectralScores, image_statistics, spectral_scores
+from .spectral import (SpectralScores, accumulate, image_statistics, in_memory, resample_weights, scores_of,
+                       streaming_batch)
 
 # the scores a run logs under eval/...: the headline ones; every score goes to scores.json
 LOGGED = ("high_frequency_ratio", "log_spectral_distance_db", "lfd_stig", "lfd_mean_magnitude")
@@ -66,12 +67,18 @@ class TrainingMonitor:
         on_main(processes(), lambda: self._load(sample_size, teacher))
 
     def _load(self, sample_size: int, teacher: Callable[[], nn.Module]) -> None:
-        reference = load_image_set(self.config.reference, sample_size)
+        reference = open_image_set(self.config.reference, sample_size)
         if reference.size != (sample_size, sample_size):
             raise ConfigError(f"eval.reference {self.config.reference!r} holds {reference.size[0]}x{reference.size[1]} "
                               f"images and the model makes {sample_size}x{sample_size}: give real images of the "
                               "training size")
-        self.source, self.real = reference.source, image_statistics(reference.images)
+        # the resamples of spectral_scores (seed 0, the generated set's first), drawn once: the reference is read
+        # batch by batch into its statistics under its weights, and each evaluation's images use the first ones
+        generator, bootstrap = torch.Generator().manual_seed(0), self.config.bootstrap
+        self.weights, real_weights = (resample_weights(n, bootstrap, generator) if bootstrap else None
+                                      for n in (self.config.num_images, len(reference)))
+        self.source = reference.source
+        self.real = accumulate(reference.batches(streaming_batch(reference.size)), len(reference), real_weights)
         if self.config.fid_ref:
             self.fid = FidKid(read_fid_reference(self.config.fid_ref), feature_extractor(self.config.features, teacher))
 
@@ -92,7 +99,7 @@ class TrainingMonitor:
         images = np.stack([image for _, image in sorted(gathered, key=lambda pair: pair[0])])
         tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
         result = TrainingEvaluation(step, len(images), f"{config.scheduler} x{config.steps}", self.source,
-                                    spectral_scores(image_statistics(tensor), self.real, config.bootstrap),
+                                    scores_of(in_memory(image_statistics(tensor), self.weights), self.real),
                                     self.fid(tensor) if self.fid else None, 0.0)
         grid = make_grid(images)
         log_grid(accelerator, grid, step)

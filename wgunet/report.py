@@ -22,7 +22,7 @@ from .cli import UserError
 from .commands import refine_set
 from .features import TeacherFeatures, cached_features, feature_extractor, label
 from .files import folder_lock, write_json, write_text
-from .images import GRID_IMAGES, ImageSet, load_image_set, make_grid, png_bytes
+from .images import GRID_IMAGES, ImageSource, make_grid, open_image_set, png_bytes
 from .loading import load_model
 from .measures import ModeComparison, SpectrumResult, compare_modes, score_sets
 from .metrics import FidKid, read_fid_reference
@@ -67,7 +67,7 @@ class Report:
     teacher: str
     num_samples: int
     stig_refiner: str | None
-    samples: dict[str, ImageSet]  # teacher, student (and student + STIG): the sample folders, loaded
+    samples: dict[str, ImageSource]  # teacher, student (and student + STIG): the sample folders
     sampling: dict[str, dict]  # each model's sampling record (sampler, steps, seed, speed)
     model_sizes: dict[str, dict]
     spectrum: SpectrumResult
@@ -106,7 +106,7 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
     if models["teacher"].image_size != size:
         raise ReportError(f"the student makes {size}px images and the teacher {models['teacher'].image_size}"
                           "px: compare models of one image size")
-    reference_set = load_image_set(reference, size)
+    reference_set = open_image_set(reference, size)  # every set is read batch by batch, never held whole
     translator = load_refiner(stig_refiner) if stig_refiner else None
     statistics = read_fid_reference(fid_ref) if fid_ref else None
     # the evaluations during training of the student's run (wgunet.monitor), read with the other inputs
@@ -127,14 +127,14 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
                 sampling[name] = run_sampling(checkpoint, num_samples, folder, scheduler=scheduler, steps=steps,
                                               batch_size=batch_size, seed=seed, device=device, resume=folder.is_dir(),
                                               model=models[name])
-                samples[name] = load_image_set(folder)  # on every process: each embeds its share below
+                samples[name] = open_image_set(folder)  # on every process: each embeds its share below
         refined = None
 
         def refine_student() -> str | None:  # STIG on the main process; the others wait for its folder
             nonlocal stig_refiner, translator, refined
             if stig_steps:
                 run = out / "stig"
-                stig_refiner = str(train_refiner(samples["student"].images, reference_set.images, run,
+                stig_refiner = str(train_refiner(samples["student"], reference_set, run,
                                                  StigConfig(steps=stig_steps), resume=(run / "checkpoints").is_dir()))
                 translator = load_refiner(stig_refiner)
             if translator is not None:
@@ -145,12 +145,12 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
         with stage("STIG"):
             stig_refiner = on_main(state, refine_student)
             if stig_refiner is not None:
-                samples[STIG_SET] = refined if main else load_image_set(out / "samples" / "student_stig")
+                samples[STIG_SET] = refined if main else open_image_set(out / "samples" / "student_stig")
         with stage("features"):
             teacher_features = functools.cache(lambda: TeacherFeatures(*models["teacher"], teacher))
-            scorer = FidKid(reference_set.images if statistics is None else statistics,
+            scorer = FidKid(reference_set if statistics is None else statistics,
                             feature_extractor(features, teacher_features), state=state)
-            generated = {name: scorer.features(image_set.images) for name, image_set in samples.items()}
+            generated = {name: scorer.features(image_set) for name, image_set in samples.items()}
             embed = feature_extractor(finc_features, teacher_features)
             cache = out / "finc" / "feature_cache"
             finc_vectors = {name: cached_features(samples[name], embed, cache, state) for name in ("student", "teacher")}
@@ -161,7 +161,7 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
             spectrum = score_sets(samples, reference_set, fid_kid, bootstrap, convention)
             figures = {"spectra": write_spectrum(out / "spectrum", spectrum)}
         with stage("probe"):
-            probe = spectral_probe(models, reference_set.first(probe_images).images, probe_timesteps, seed)
+            probe = spectral_probe(models, reference_set.first(probe_images).load().images, probe_timesteps, seed)
             figures["probe"] = write_probe(out / "probe", probe)
         with stage("FINC"):
             modes = compare_modes(samples["student"], samples["teacher"], finc_vectors["student"],
@@ -169,8 +169,8 @@ def build_report(student: str, teacher: str, reference: str, num_samples: int, o
             figures["finc"] = write_modes(out / "finc", modes)
         with stage("report.html"):
             spread = torch.linspace(0, len(reference_set) - 1, min(GRID_IMAGES, len(reference_set))).long()  # all photos
-            grids = {"real": png_bytes(make_grid(reference_set.images[spread].permute(0, 2, 3, 1).numpy()))}
-            grids |= {name: png_bytes(make_grid(s.images[:GRID_IMAGES].permute(0, 2, 3, 1).numpy()))
+            grids = {"real": png_bytes(make_grid(reference_set.take(spread).permute(0, 2, 3, 1).numpy()))}
+            grids |= {name: png_bytes(make_grid(s.read(0, min(len(s), GRID_IMAGES)).permute(0, 2, 3, 1).numpy()))
                       for name, s in samples.items()}
             write_png_bytes(out / "real_grid.png", grids["real"])
             sizes = {name: describe(loaded.model) for name, loaded in models.items()}

@@ -212,6 +212,11 @@ class SetStatistics:
     resampled: dict[str, torch.Tensor]
 
 
+def streaming_batch(size: tuple[int, int]) -> int:
+    """Images per batch when a set is read to accumulate its statistics: about 2 M pixels."""
+    return max(1, 2**21 // (size[0] * size[1]))
+
+
 @functools.cache
 def return_large_blocks() -> None:
     """Keep every large allocation (>= 128 KiB) its own memory mapping, returned to the system when freed.

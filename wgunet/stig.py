@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from .cli import UserError
 from .data import to_unit, unit_to_uint8
 from .files import atomic_folder, folder_lock, read_json, write_json
+from .images import ImageSet, ImageSource, as_source
 from .runs import Run
 from .spectral import default_bins, normalized_radius, ring_mean
 from .state import StateError, load_tree, save_tree
@@ -333,9 +334,6 @@ class Batch:
         unit = to_unit(images)
         return Batch(*to_spectrum(unit), unit)
 
-    def __getitem__(self, index: torch.Tensor) -> Batch:
-        return Batch(self.spectrum[index], self.phase[index], self.images[index])
-
 
 def lsgan_real(score: torch.Tensor) -> torch.Tensor:
     return (score - 1).pow(2).mean()
@@ -375,20 +373,24 @@ def discriminator_loss(refiner: Refiner, config: StigConfig, real: torch.Tensor,
     return sum(0.5 * (lsgan_real(d(real)) + d(refined).pow(2).mean()) for d in discriminators)
 
 
-def train_refiner(generated: torch.Tensor, real: torch.Tensor, out: str | Path, config: StigConfig,
-                  resume: bool = False) -> Path:
-    """Train on uint8 (N, C, H, W) generated and real sets; writes ``out/refiner`` and resumable checkpoints."""
-    if generated.shape[1:] != real.shape[1:]:
-        raise StigError(f"generated {tuple(generated.shape[1:])} and real {tuple(real.shape[1:])} images differ in shape")
+def train_refiner(generated: ImageSet | ImageSource | torch.Tensor, real: ImageSet | ImageSource | torch.Tensor,
+                  out: str | Path, config: StigConfig, resume: bool = False) -> Path:
+    """Train on uint8 (N, C, H, W) generated and real sets, each batch read from them by index (a set is never
+    held whole); writes ``out/refiner`` and resumable checkpoints."""
+    generated, real = as_source(generated), as_source(real)
+    shapes = [tuple(s.read(0, 1).shape[1:]) for s in (generated, real)]
+    if shapes[0] != shapes[1]:
+        raise StigError(f"generated {shapes[0]} and real {shapes[1]} images differ in shape")
     run = Run(out, "STIG run", "use another --out", outputs=("refiner",))
     with folder_lock(out, "STIG training"):
         run.start(asdict(config), resume, may_change=("steps", "checkpoint_every", "lr"))
         return _train_refiner(generated, real, run, config)
 
 
-def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config: StigConfig) -> Path:
+def _train_refiner(generated: ImageSource, real: ImageSource, run: Run, config: StigConfig) -> Path:
     torch.manual_seed(config.seed)
-    refiner = Refiner(config, generated.shape[1], generated.shape[-1])
+    channels, size = generated.read(0, 1).shape[1], generated.size[-1]
+    refiner = Refiner(config, channels, size)
     g_params = list(refiner.translator.parameters()) + list(refiner.nce.parameters())
     g_optimizer = torch.optim.Adam(g_params, config.lr, betas=config.betas)
     d_optimizer = torch.optim.Adam(refiner.discriminator_parameters(), config.lr, betas=config.betas)
@@ -401,8 +403,7 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
         d_optimizer.load_state_dict(state["d"])
         generator.set_state(state["generator"])
         step = int(state["step"])
-    fakes, reals = Batch.of(generated), Batch.of(real)
-    low = low_frequency_mask(generated.shape[-1], config.low_radius)
+    low = low_frequency_mask(size, config.low_radius)
     run.open_log(step)
     run.write_config(asdict(config))
     bar = tqdm(total=config.steps, initial=step, desc="stig")
@@ -411,8 +412,8 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
         decay = (1 - step / config.steps) / (1 - config.lr_constant_fraction)
         for group in g_optimizer.param_groups + d_optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, decay)
-        fake = fakes[torch.randint(0, len(generated), (config.batch_size,), generator=generator)]
-        real_batch = reals[torch.randint(0, len(real), (config.batch_size,), generator=generator)]
+        fake = Batch.of(generated.take(torch.randint(0, len(generated), (config.batch_size,), generator=generator)))
+        real_batch = Batch.of(real.take(torch.randint(0, len(real), (config.batch_size,), generator=generator)))
         terms, refined = generator_losses(refiner, config, fake, real_batch, low, generator)
         if not torch.isfinite(terms["loss"]):
             raise run.non_finite(step + 1, ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items()), "lower --lr")
@@ -434,7 +435,7 @@ def _train_refiner(generated: torch.Tensor, real: torch.Tensor, run: Run, config
             run.save_checkpoint(step, keep=2, write=partial(_write_checkpoint, refiner, state))
     bar.close()
     run.close_log()
-    return save_refiner(refiner.translator, config, run.path / "refiner", generated.shape[1])
+    return save_refiner(refiner.translator, config, run.path / "refiner", channels)
 
 
 def _write_checkpoint(refiner: Refiner, state: dict, folder: Path) -> None:
@@ -484,7 +485,7 @@ def load_refiner(folder: str | Path) -> nn.Module:
 def refine(translator: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Refined uint8 images (N, C, H, W): translated magnitude, original phase."""
     refined = []
-    for start in tqdm(range(0, len(images), batch_size), desc="refine", leave=False):
+    for start in tqdm(range(0, len(images), batch_size), desc="refine", leave=False, disable=len(images) <= batch_size):
         log_magnitude, phase = to_spectrum(to_unit(images[start : start + batch_size]))
         refined.append(unit_to_uint8(from_spectrum(translator(log_magnitude), phase)))
     return torch.cat(refined)

@@ -53,7 +53,7 @@ from .teacher import FeatureTaps, load_teacher, pair_by_resolution
 
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
-                        "data.num_workers", "lr", "mixed_precision", "grad_clip", "log_with", "push_to_hub",
+                        "data.num_workers", "data.verify", "lr", "mixed_precision", "grad_clip", "log_with", "push_to_hub",
                         "hub_model_id", "eval_every", "eval", "gradient_checkpointing", "compile")
 
 

@@ -1,0 +1,90 @@
+"""Is a new teacher better than the shipped one? The measures fixed for that question, side by side for the real
+held-out patches, the shipped teacher and a candidate, with the full ancestral chain (DDPM over every training
+step) and with DDIM 50, all on the same seeds:
+
+    python bench/teacher.py --new runs/teacher/model [--old assets/teacher] [--num-images 128] [--chain-images 64]
+                            [--features-of assets/teacher] [--work runs/teacher-compare]
+
+Columns: pixel std and the spread (std) of the per-image mean colours, each also as a ratio to the real patches'
+(within 10% is the bar); the high-frequency ratio (1 is ideal) and the log-spectral distance in dB (0 is ideal),
+both against the held-out patches; FID against them in the features of the network given by --features-of (the
+shipped teacher by default, frozen for this comparison: a network that is neither candidate's own). Inception FID
+needs torch-fidelity and its weights in torch's hub cache; the column is left out without them. Sample folders are
+kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from wgunet.data import to_signed
+from wgunet.features import MetricError, feature_extractor, label, teacher_features
+from wgunet.images import load_image_set, open_image_set
+from wgunet.measures import score_sets
+from wgunet.metrics import FidKid
+from wgunet.sampling import run_sampling
+
+BAR = 0.10  # pixel std and colour spread within 10% of the real patches'
+
+
+def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
+    """(pixel std, std of the per-image mean colours) of uint8 images, in [-1, 1]."""
+    x = to_signed(images)
+    return x.std().item(), x.mean((2, 3)).std().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--new", required=True, help="the candidate teacher (a pipeline folder or checkpoint model/)")
+    parser.add_argument("--old", default="assets/teacher", help="the shipped teacher (default assets/teacher)")
+    parser.add_argument("--num-images", type=int, default=128, help="images per model with DDIM 50 (default 128)")
+    parser.add_argument("--chain-images", type=int, default=64,
+                        help="images per model with the full ancestral chain (default 64; 0 skips it)")
+    parser.add_argument("--features-of", default="assets/teacher",
+                        help="the frozen network whose features FID uses (default the shipped teacher)")
+    parser.add_argument("--bootstrap", type=int, default=200, help="resamples for the intervals (default 200)")
+    parser.add_argument("--work", default="runs/teacher-compare", help="folder for the sample folders")
+    args = parser.parse_args()
+
+    real = load_image_set("patches:heldout", 32)
+    real_std, real_spread = pixel_statistics(real.images)
+    extractors = {"FID (frozen teacher features)": feature_extractor("teacher", teacher_features(args.features_of))}
+    try:
+        extractors["FID (Inception)"] = feature_extractor("inception")
+    except MetricError as missing:
+        print(f"Inception FID left out: {missing}")
+    scorers = {name: FidKid(real, extractor, bootstrap=0) for name, extractor in extractors.items()}
+    print(f"features: {'; '.join(label(e) for e in extractors.values())}\n")
+
+    header = ["set", "sampler", "images", "pixel std", "/ real", "colour spread", "/ real", "HF ratio", "LSD (dB)",
+              *scorers]
+    rows = [["real held-out patches", "-", str(len(real)), f"{real_std:.4f}", "1.00", f"{real_spread:.4f}", "1.00",
+             "1", "0", *["0"] * len(scorers)]]
+    runs = [("ddpm", None, args.chain_images, "full chain"), ("ddim", 50, args.num_images, "DDIM 50")]
+    for scheduler, steps, num, sampler in runs:
+        if not num:
+            continue
+        for name, checkpoint in (("shipped teacher", args.old), ("candidate", args.new)):
+            folder = Path(args.work) / f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}-{scheduler}"
+            run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, resume=folder.is_dir())
+            samples = open_image_set(folder)
+            std, spread = pixel_statistics(samples.load().images)
+            scores = score_sets({name: samples}, real, None, args.bootstrap).sets[name].scores
+            fids = [f"{scorer(samples).fid.value:.2f}" for scorer in scorers.values()]
+            rows.append([f"{name} ({checkpoint})", sampler, str(num), f"{std:.4f}", f"{std / real_std:.2f}",
+                         f"{spread:.4f}", f"{spread / real_spread:.2f}",
+                         f"{scores.high_frequency_ratio.value:.3f}", f"{scores.log_spectral_distance_db.value:.2f}",
+                         *fids])
+            print(" | ".join(rows[-1]), flush=True)
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nThe bar: pixel std and colour spread within {BAR:.0%} of the real patches', HF ratio closer to 1, "
+          "LSD and each FID lower than the shipped teacher's, with both samplers.")
+
+
+if __name__ == "__main__":
+    main()
