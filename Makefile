@@ -52,7 +52,7 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
 stats: $(VENV)/.installed
-	$(PY) -m wgunet.stats
+	$(PY) -m wgunet.training.sizes
 
 .venv-bench/.installed: pyproject.toml bench/requirements.txt constraints.txt
 	$(PYTHON) -m venv .venv-bench

@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wgunet.features import cached_features, feature_extractor, teacher_features
-from wgunet.config import load_config
-from wgunet.files import write_json
-from wgunet.finc import finc
-from wgunet.images import load_image_set
-from wgunet.loading import load_model
-from wgunet.metrics import FidKid
-from wgunet.results import plain
-from wgunet.sampling import run_sampling
-from wgunet.spectral import image_statistics, spectral_scores
-from wgunet.stats import count_parameters, macs_per_image
-from wgunet.training import train
+from wgunet.common.files import write_json
+from wgunet.common.results import plain
+from wgunet.evaluation.features import cached_features, feature_extractor, teacher_features
+from wgunet.evaluation.fid import FidKid
+from wgunet.evaluation.finc import finc
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.spectral import image_statistics, spectral_scores
+from wgunet.model.macs import count_parameters, macs_per_image
+from wgunet.sampling.loading import load_model
+from wgunet.sampling.samplers import run_sampling
+from wgunet.training.config import load_config
+from wgunet.training.loop import train
 
 PLAIN_UNET = ["mode=teacher", "unet.block_out_channels=[24,40,40]", "unet.layers_per_block=1",
               "unet.down_block_types=[DownBlock2D,AttnDownBlock2D,DownBlock2D]",

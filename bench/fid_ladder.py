@@ -3,7 +3,7 @@
     .venv/bin/python bench/fid_ladder.py [--features teacher] [--teacher assets/teacher] [--samples DIR ...]
 
 The held-out patches are split in two (seeded): 512 are the reference, 256 others are degraded step by step
-(wgunet/ladder.py: noise, blur, colour shift). A feature space that measures something gives growing distances
+(wgunet/evaluation/ladder.py: noise, blur, colour shift). A feature space that measures something gives growing distances
 along every ladder and scores RGB noise far worse than any model's samples. Each --samples folder (e.g. a
 report's samples/teacher) is scored as one more row.
 """
@@ -14,10 +14,10 @@ import argparse
 
 import torch
 
-from wgunet.features import feature_extractor, teacher_features
-from wgunet.images import load_image_set
-from wgunet.ladder import degradation_ladders, rgb_noise
-from wgunet.metrics import FidKid
+from wgunet.evaluation.features import feature_extractor, teacher_features
+from wgunet.evaluation.fid import FidKid
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.ladder import degradation_ladders, rgb_noise
 
 
 def main() -> None:

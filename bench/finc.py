@@ -14,7 +14,7 @@ import resource
 
 import torch
 
-from wgunet.finc import finc
+from wgunet.evaluation.finc import finc
 
 
 def peak_rss_gib() -> float:

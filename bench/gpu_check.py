@@ -35,12 +35,12 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
-from wgunet.compilation import compiled
-from wgunet.config import load_config
-from wgunet.sampling import build_pipeline, run_sampling, sample_images
-from wgunet.stats import macs_per_image
-from wgunet.teacher import teacher_architecture
-from wgunet.training import train
+from wgunet.common.compilation import compiled
+from wgunet.model.macs import macs_per_image
+from wgunet.sampling.samplers import build_pipeline, run_sampling, sample_images
+from wgunet.training.config import load_config
+from wgunet.training.loop import train
+from wgunet.training.teacher import teacher_architecture
 
 
 def sync(device: torch.device) -> None:

@@ -62,9 +62,9 @@ def commands(tool: str, out: Path, teacher: Path, student: Path) -> tuple[list[s
 
 def check_folder(folder: Path) -> list[str]:
     """Problems a kill may not leave behind."""
-    from wgunet.runs import list_checkpoints
-    from wgunet.files import FolderBusy, folder_lock
-    from wgunet.training import read_checkpoint
+    from wgunet.common.files import FolderBusy, folder_lock
+    from wgunet.training.loop import read_checkpoint
+    from wgunet.training.runs import list_checkpoints
 
     problems = []
     try:

@@ -16,11 +16,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_latents import latent_run, losses, make_ldm  # noqa: E402  (the tests' tiny LDMs)
 
-from wgunet.config import load_config  # noqa: E402
-from wgunet.images import load_image_set  # noqa: E402
-from wgunet.sampling import run_sampling  # noqa: E402
-from wgunet.spectral import image_statistics, spectral_scores  # noqa: E402
-from wgunet.training import train  # noqa: E402
+from wgunet.evaluation.image_sets import load_image_set  # noqa: E402
+from wgunet.evaluation.spectral import image_statistics, spectral_scores  # noqa: E402
+from wgunet.sampling.samplers import run_sampling  # noqa: E402
+from wgunet.training.config import load_config  # noqa: E402
+from wgunet.training.loop import train  # noqa: E402
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ for) and the real held-out patches, all on the same seeds.
     .venv/bin/python bench/samplers.py [--checkpoint assets/teacher] [--num 32] [--no-full-chain]
 
 Rows marked "diffusers default" build the sampler the way diffusers does out of the box (DPM-Solver++ from the
-DDPM config without thresholding; DDIM with use_clipped_model_output=False), which is what wgunet did before
-sampler_config. Columns: pixel std in [-1, 1], spread (std) of the per-image mean colour, share of saturated
+DDPM config without thresholding; DDIM with use_clipped_model_output=False), against wgunet's sampler_config.
+Columns: pixel std in [-1, 1], spread (std) of the per-image mean colour, share of saturated
 pixels (|x| > 0.99), and the mean |dB| difference of the mean reduced spectrum from the full chain's and from
 the real set's.
 """
@@ -18,10 +18,10 @@ import argparse
 import numpy as np
 import torch
 
-from wgunet.data import to_signed
-from wgunet.images import load_image_set
-from wgunet.sampling import SCHEDULERS, image_generator, load_pipeline, sample_images
-from wgunet.spectral import reduced_spectrum
+from wgunet.common.pixels import to_signed
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.spectral import reduced_spectrum
+from wgunet.sampling.samplers import SCHEDULERS, image_generator, load_pipeline, sample_images
 
 
 def statistics(images: torch.Tensor) -> dict:

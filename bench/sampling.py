@@ -23,11 +23,11 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
-from wgunet.compilation import compile_problem, compiled
-from wgunet.config import load_config
-from wgunet.sampling import build_pipeline, sample_images
-from wgunet.stats import count_parameters, macs_per_image
-from wgunet.teacher import teacher_architecture
+from wgunet.common.compilation import compile_problem, compiled
+from wgunet.model.macs import count_parameters, macs_per_image
+from wgunet.sampling.samplers import build_pipeline, sample_images
+from wgunet.training.config import load_config
+from wgunet.training.teacher import teacher_architecture
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from wgunet.spectral import reduced_spectrum
+from wgunet.evaluation.spectral import reduced_spectrum
 
 
 def main() -> None:

@@ -15,12 +15,11 @@ import time
 
 import torch
 
-from wgunet.images import load_image_set
-from wgunet.ladder import circular_blur
-from wgunet.metrics import psnr
-from wgunet.spectral import image_statistics, spectral_scores
-from wgunet.stig import StigConfig, load_refiner, paper_config, refine, train_refiner
-
+from wgunet.evaluation.fid import psnr
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.ladder import circular_blur
+from wgunet.evaluation.spectral import image_statistics, spectral_scores
+from wgunet.evaluation.stig import StigConfig, load_refiner, paper_config, refine, train_refiner
 
 CUT_ONLY = {"lambda_profile": 0.0, "lambda_ssim_real": 0.0, "lambda_ssim_generated": 0.0}
 VARIANTS = {"stig": {}, "cut": CUT_ONLY, "first": CUT_ONLY | {"nce_detach_keys": False}, "paper": None}

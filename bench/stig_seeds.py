@@ -15,11 +15,11 @@ import tempfile
 
 import torch
 
-from wgunet.features import feature_extractor, teacher_features
-from wgunet.images import load_image_set
-from wgunet.metrics import FidKid
-from wgunet.spectral import image_statistics, spectral_scores
-from wgunet.stig import StigConfig, load_refiner, refine, train_refiner
+from wgunet.evaluation.features import feature_extractor, teacher_features
+from wgunet.evaluation.fid import FidKid
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.spectral import image_statistics, spectral_scores
+from wgunet.evaluation.stig import StigConfig, load_refiner, refine, train_refiner
 
 SCORES = ("high_frequency_ratio", "log_spectral_distance_db", "lfd_stig", "lfd_mean_magnitude", "band_error_low",
           "band_error_mid", "band_error_high")

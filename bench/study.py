@@ -28,23 +28,23 @@ from pathlib import Path
 
 import torch
 
-from wgunet.config import load_config
-from wgunet.features import feature_extractor, teacher_features
-from wgunet.files import folder_lock, write_json, write_text
-from wgunet.images import load_image_set
-from wgunet.loading import load_model
-from wgunet.metrics import FidKid
-from wgunet.outputs import write_png_bytes
-from wgunet.plots import SWEPT_SCORES, plot_sweep
-from wgunet.probe import DEFAULT_TIMESTEPS, spectral_probe
-from wgunet.sampling import run_sampling
-from wgunet.spectral import image_statistics, spectral_scores
-from wgunet.training import train
+from wgunet.common.files import folder_lock, write_json, write_text
+from wgunet.evaluation.features import feature_extractor, teacher_features
+from wgunet.evaluation.fid import FidKid
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.outputs import write_png_bytes
+from wgunet.evaluation.plots import SWEPT_SCORES, plot_sweep
+from wgunet.evaluation.probe import DEFAULT_TIMESTEPS, spectral_probe
+from wgunet.evaluation.spectral import image_statistics, spectral_scores
+from wgunet.sampling.loading import load_model
+from wgunet.sampling.samplers import run_sampling
+from wgunet.training.config import load_config
+from wgunet.training.loop import train
 
 LOSSES = {"DDPM only": ["loss.lambda_spatial=0", "loss.lambda_freq=0"], "+ spatial": ["loss.lambda_freq=0"],
           "+ spatial + frequency": []}
 # A UNet2DModel with the default WG-UNet's levels, attention at 8px and about its MACs (0.112 vs 0.114 GMACs per
-# image at 32px, python -m wgunet.stats): stride-2 convolutions and nearest upsampling instead of wavelet gates.
+# image at 32px, python -m wgunet.training.sizes): stride-2 convolutions and nearest upsampling instead of wavelet gates.
 UNET2D_EQUAL_MACS = dict(block_out_channels=[24, 40, 40], layers_per_block=1, norm_num_groups=8, attention_head_dim=20,
                          down_block_types=["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
                          up_block_types=["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"])
@@ -196,14 +196,14 @@ def figures(rows: list[dict], study: Study) -> dict[str, bytes]:
     scored = [r for r in rows if "scores" in r]
     teacher = [r for r in scored if r["model"] == "teacher" and (r["sampler"], r["steps"]) == tuple(study.scored_with)]
     teacher_level = {f"teacher ({' '.join(map(str, study.scored_with))})":
-                     {key: teacher[0]["scores"][key]["value"] for key, _ in SWEPT_SCORES}} if teacher else {}
+                     {key: teacher[0]["scores"][key]["value"] for key in SWEPT_SCORES}} if teacher else {}
     for name, xlabel, x_of, keep in (
             ("steps.png", "DDIM steps", lambda r: r["steps"],
              lambda r: r["sampler"] == "ddim" and r["budget"] in (0, study.budget)),
             ("budget.png", "training steps (budget)", lambda r: r["budget"],
              lambda r: r["model"] == "WG-UNet" and (r["sampler"], r["steps"]) == tuple(study.scored_with)
              and r["losses"] in ("DDPM only", "+ spatial + frequency"))):
-        curves = {key: {} for key, _ in SWEPT_SCORES}
+        curves = {key: {} for key in SWEPT_SCORES}
         for row in filter(keep, scored):
             variant = row["model"] if row["model"] == "teacher" else f"{row['model']}, {row['losses']}"
             for key in curves:

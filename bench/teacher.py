@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from wgunet.data import to_signed
-from wgunet.features import MetricError, feature_extractor, label, teacher_features
-from wgunet.images import load_image_set, open_image_set
-from wgunet.measures import score_sets
-from wgunet.metrics import FidKid
-from wgunet.sampling import run_sampling
+from wgunet.common.pixels import to_signed
+from wgunet.evaluation.features import MetricError, feature_extractor, label, teacher_features
+from wgunet.evaluation.fid import FidKid
+from wgunet.evaluation.image_sets import load_image_set, open_image_set
+from wgunet.evaluation.scores import score_sets
+from wgunet.sampling.samplers import run_sampling
 
 BAR = 0.10  # pixel std and colour spread within 10% of the real patches'
 

@@ -20,8 +20,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
-from wgunet.config import load_config
-from wgunet.training import MIXED_PRECISION, Distiller, attach_teacher, loss_terms, teacher_dtype
+from wgunet.training.config import load_config
+from wgunet.training.loop import MIXED_PRECISION, Distiller, attach_teacher, loss_terms, teacher_dtype
 
 
 def main() -> None:
@@ -50,8 +50,8 @@ def main() -> None:
 def four_band_comparison(batch_size: int, rounds: int) -> tuple[float, float]:
     """Median ms of a DDPM-only student step with the WG blocks' four-band formulation and with today's folded
     one, alternating in one run."""
-    from wgunet.blocks import WGDown, WGUp
-    from wgunet.wavelets import dwt2, idwt2
+    from wgunet.model.blocks import WGDown, WGUp
+    from wgunet.model.wavelets import dwt2, idwt2
 
     def down(self, x, temb=None):
         return (self.gate(x, temb) * dwt2(x, self.wavelet)).sum(1)

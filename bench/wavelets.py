@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from wgunet.compilation import compile_problem
-from wgunet.wavelets import dwt2, gated_dwt2, gated_expand_idwt2, idwt2
+from wgunet.common.compilation import compile_problem
+from wgunet.model.wavelets import dwt2, gated_dwt2, gated_expand_idwt2, idwt2
 
 COMPILE_SECONDS: dict[str, float] = {}
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_STUDENT
 from diffusers import DDPMPipeline, DDPMScheduler
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_STUDENT
 from wgunet import WGUNet
 
 STUDENT = "{" + ", ".join(f"{k}: {list(v) if isinstance(v, (list, tuple)) else v}" for k, v in TINY_STUDENT.items()) + "}"
@@ -21,9 +21,9 @@ STUDENT = "{" + ", ".join(f"{k}: {list(v) if isinstance(v, (list, tuple)) else v
 @pytest.fixture(scope="module")
 def world(tiny_teacher, tmp_path_factory):
     """Finished outputs that no bad input may touch, and the bad inputs themselves."""
-    from wgunet.config import load_config
-    from wgunet.sampling import run_sampling
-    from wgunet.training import train
+    from wgunet.sampling.samplers import run_sampling
+    from wgunet.training.config import load_config
+    from wgunet.training.loop import train
 
     root = tmp_path_factory.mktemp("world")
     run = root / "run"

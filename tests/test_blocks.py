@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from wgunet import WGDown, WGUp
-from wgunet.blocks import INITIAL_GATES
+from wgunet.model.blocks import INITIAL_GATES
 
 
 def checkerboard(size: int = 16, channels: int = 4) -> torch.Tensor:
@@ -75,7 +75,7 @@ def test_blocks_take_any_wavelet(wavelet):
 def test_folded_gates_equal_the_four_band_formulation_with_exact_gradients(wavelet):
     """WG-Down and WG-Up fold the gates into the filters; outputs and gradients (x, gates, 1x1 weights) are those
     of gating the four bands of dwt2 / idwt2, and gradcheck passes in float64."""
-    from wgunet.wavelets import dwt2, gated_dwt2, gated_expand_idwt2, idwt2
+    from wgunet.model.wavelets import dwt2, gated_dwt2, gated_expand_idwt2, idwt2
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=generator, requires_grad=True)
@@ -103,7 +103,7 @@ def test_folded_gates_equal_the_four_band_formulation_with_exact_gradients(wavel
 
 
 def test_blocks_in_float32_match_the_four_band_formulation():
-    from wgunet.wavelets import dwt2, idwt2
+    from wgunet.model.wavelets import dwt2, idwt2
 
     down, up = WGDown(16, temb_channels=8), WGUp(16, 8, temb_channels=8)
     for block in (down, up):  # gates away from their initial values

@@ -1,6 +1,6 @@
 import pytest
 
-from wgunet.config import ConfigError, load_config, to_dict
+from wgunet.training.config import ConfigError, load_config, to_dict
 
 
 def test_default_config_loads_with_typed_values():
@@ -83,8 +83,8 @@ def test_round_trip_through_a_dict(tmp_path):
 ])
 def test_published_teacher_configs_build_their_models_without_weights(path, teacher_name, size, min_ratio):
     from wgunet import WGUNet
-    from wgunet.stats import count_parameters
-    from wgunet.teacher import TEACHER_ARCHITECTURES
+    from wgunet.model.macs import count_parameters
+    from wgunet.training.teacher import TEACHER_ARCHITECTURES
 
     config = load_config(path)
     assert config.teacher == teacher_name
@@ -92,7 +92,7 @@ def test_published_teacher_configs_build_their_models_without_weights(path, teac
     assert student.config.sample_size == size == TEACHER_ARCHITECTURES[teacher_name]["sample_size"]
     assert config.data.sample_size == size
     # the student is much smaller than its teacher (parameters stand in for MACs: no forward at 256x256 here)
-    from wgunet.teacher import teacher_architecture
+    from wgunet.training.teacher import teacher_architecture
     assert count_parameters(teacher_architecture(teacher_name)) > min_ratio * count_parameters(student)
 
 
@@ -100,7 +100,7 @@ def test_the_default_student_has_at_least_4x_fewer_macs_than_the_shipped_teacher
     from diffusers import UNet2DModel
 
     from wgunet import WGUNet
-    from wgunet.stats import count_parameters, macs_per_image
+    from wgunet.model.macs import count_parameters, macs_per_image
 
     config = load_config("configs/teacher.yaml")
     teacher = UNet2DModel(**config.unet)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from wgunet.config import DataConfig
-from wgunet.data import DataError, build_dataset, photograph_patches
+from wgunet.training.config import DataConfig
+from wgunet.training.data import DataError, build_dataset, photograph_patches
 
 
 def save(path, size, color=(255, 0, 0), mode="RGB"):
@@ -77,7 +77,7 @@ def test_hugging_face_dataset_with_detected_image_column():
 
 SCAN_IN_TWO_PROCESSES = """
 import json, os, sys
-import wgunet.data as data
+import wgunet.training.data as data
 
 scans = []
 real_scan = data.ImageFolder._scan
@@ -85,8 +85,8 @@ data.ImageFolder._scan = lambda self, decode_all: scans.append(1) or real_scan(s
 folder = data.ImageFolder(sys.argv[1], 8)
 with open(os.path.join(sys.argv[2], f"rank{os.environ['RANK']}.json"), "w") as handle:
     json.dump({"scans": len(scans), "names": folder.names}, handle)
-from wgunet.cli import leave_process_group
-leave_process_group()  # as the entry points do (wgunet.cli.run_cli)
+from wgunet.common.cli import leave_process_group
+leave_process_group()  # as the entry points do (wgunet.common.cli.run_cli)
 """
 
 
@@ -111,7 +111,7 @@ def test_an_image_folder_is_listed_and_checked_by_one_process_of_several(tmp_pat
 
 
 def test_loader_workers_are_none_for_images_in_memory_and_the_cores_otherwise(tmp_path, monkeypatch):
-    from wgunet.data import ImageFolder, loader_workers
+    from wgunet.training.data import ImageFolder, loader_workers
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     monkeypatch.setattr("os.cpu_count", lambda: 16)
@@ -123,9 +123,9 @@ def test_loader_workers_are_none_for_images_in_memory_and_the_cores_otherwise(tm
 
 def test_own_images_smaller_than_the_sample_size_are_refused_unless_upscale_and_the_run_says_what_it_does(
         tmp_path, tiny_teacher, capsys):
-    from wgunet.config import ConfigError, load_config
-    from wgunet.data import DataError, ImageFolder
-    from wgunet.training import train
+    from wgunet.training.config import ConfigError, load_config
+    from wgunet.training.data import DataError, ImageFolder
+    from wgunet.training.loop import train
 
     rng = np.random.default_rng(0)
     for i, side in enumerate((48, 64, 16)):
@@ -150,7 +150,7 @@ def test_own_images_smaller_than_the_sample_size_are_refused_unless_upscale_and_
 def test_a_folder_is_decoded_in_full_once_and_then_only_its_new_or_changed_files(tmp_path, monkeypatch):
     import os
 
-    import wgunet.data as data
+    import wgunet.training.data as data
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -9,9 +9,9 @@ from diffusers import DDPMScheduler
 from PIL import Image
 
 from wgunet import WGUNet
-from wgunet.data import DataError
-from wgunet.images import load_image_set
-from wgunet.probe import spectral_probe
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.probe import spectral_probe
+from wgunet.training.data import DataError
 
 
 def test_image_sets_from_npz_folder_and_builtin(tmp_path):
@@ -82,7 +82,7 @@ def test_probe_wiener_filter_recovers_fewer_radii_as_noise_grows():
 
 
 def test_probe_cutoff_is_none_when_not_even_the_lowest_ring_is_half_recovered():
-    from wgunet.probe import ProbeCurves, ProbeResult, cutoff_radius, format_cutoff, probe_table
+    from wgunet.evaluation.probe import ProbeCurves, ProbeResult, cutoff_radius, format_cutoff, probe_table
 
     radius = torch.tensor([0.1, 0.2, 0.3, 0.4])
     assert cutoff_radius(radius, torch.tensor([0.9, 0.7, 0.4, 0.6])) == pytest.approx(0.3)
@@ -149,8 +149,8 @@ def test_a_saved_hugging_face_dataset_and_an_imagefolder_layout_are_image_sets_a
     """save_to_disk folders (a Dataset, a DatasetDict's test split) and class subfolders, for evaluation and
     training alike."""
     datasets = pytest.importorskip("datasets")
-    from wgunet.config import DataConfig
-    from wgunet.data import build_dataset
+    from wgunet.training.config import DataConfig
+    from wgunet.training.data import build_dataset
 
     rng = np.random.default_rng(0)
     pictures = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(6)]
@@ -175,9 +175,9 @@ def test_a_saved_hugging_face_dataset_and_an_imagefolder_layout_are_image_sets_a
 def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_read_in_slices(tmp_path):
     """score_sets reads sets in batches (here 700 images of 64 px in batches of 512 and a reference of 300 in one)
     and accumulates the bootstrap's weighted sums; the scores equal spectral_scores on the whole sets in memory."""
-    from wgunet.images import open_image_set
-    from wgunet.measures import score_sets
-    from wgunet.spectral import image_statistics, spectral_scores
+    from wgunet.evaluation.image_sets import open_image_set
+    from wgunet.evaluation.scores import score_sets
+    from wgunet.evaluation.spectral import image_statistics, spectral_scores
 
     rng = np.random.default_rng(0)
     generated = rng.integers(0, 256, (700, 64, 64, 3), dtype=np.uint8)
@@ -194,7 +194,7 @@ def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_read
         assert got.value == pytest.approx(estimate.value, rel=1e-5), name
         assert got.ci95 == pytest.approx(estimate.ci95, rel=1e-4) and got.bias == pytest.approx(estimate.bias, rel=1e-3, abs=1e-7)
 
-    from wgunet.images import StoredArray, _npz_member
+    from wgunet.evaluation.image_sets import StoredArray, _npz_member
 
     assert isinstance(_npz_member(str(tmp_path / "generated.npz"), "images"), StoredArray)  # read by slices
 
@@ -202,10 +202,10 @@ def test_streamed_scores_equal_the_in_memory_computation_and_npz_arrays_are_read
 def test_features_stig_training_refinement_and_mode_images_read_a_set_in_batches(tmp_path):
     """FID/FINC features, STIG training (each step's images by index), refinement into a folder and FINC's top
     images read a set through ImageSource.read a batch at a time, and give what the whole set in memory gives."""
-    from wgunet.features import compute_features
-    from wgunet.images import ImageSource, as_source, open_image_set, write_image_folder
-    from wgunet.measures import compare_modes
-    from wgunet.stig import StigConfig, load_refiner, refine, train_refiner
+    from wgunet.evaluation.features import compute_features
+    from wgunet.evaluation.image_sets import ImageSource, as_source, open_image_set, write_image_folder
+    from wgunet.evaluation.scores import compare_modes
+    from wgunet.evaluation.stig import StigConfig, load_refiner, refine, train_refiner
 
     images = load_image_set("patches:heldout", 16).images[:40]
     largest = []

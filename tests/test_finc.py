@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from wgunet.features import PixelFeatures
-from wgunet.finc import FincError, FourierFeatures, covariance, finc
 from shapes import make_shapes, uniform_mix
+
+from wgunet.evaluation.features import PixelFeatures
+from wgunet.evaluation.finc import FincError, FourierFeatures, covariance, finc
 
 PLANTED = ("triangle", "red")
 

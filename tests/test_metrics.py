@@ -5,9 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from wgunet.features import MetricError, feature_extractor, teacher_features
-
-from wgunet.metrics import FidKid
+from wgunet.evaluation.features import MetricError, feature_extractor, teacher_features
+from wgunet.evaluation.fid import FidKid
 
 
 class MeanColour(nn.Module):
@@ -44,9 +43,9 @@ def test_offline_fid_grows_along_every_degradation_and_ranks_noise_last():
     """Teacher features (the offline default): held-out patches split in two, one half the reference, the other
     degraded step by step; FID and KID must grow with every step, and RGB noise must score far worse than any
     model's samples."""
-    from wgunet.images import load_image_set
-    from wgunet.ladder import degradation_ladders, rgb_noise
-    from wgunet.sampling import load_pipeline, sample_images
+    from wgunet.evaluation.image_sets import load_image_set
+    from wgunet.evaluation.ladder import degradation_ladders, rgb_noise
+    from wgunet.sampling.samplers import load_pipeline, sample_images
 
     real = load_image_set("patches:heldout", 32).images
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
@@ -81,9 +80,8 @@ def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
 def test_fid_against_saved_statistics_is_fid_against_the_images(tmp_path):
     """Statistics of the reference set give the same FID as the reference images (KID needs the images, so it is
     left out), a set scored against its own statistics gives ~0, and statistics from other features are refused."""
-    from wgunet.metrics import read_fid_reference
-    from wgunet.metrics import ReferenceStatistics
-    from wgunet.outputs import write_fid_reference
+    from wgunet.evaluation.fid import ReferenceStatistics, read_fid_reference
+    from wgunet.evaluation.outputs import write_fid_reference
 
     reference, generated = images(64, 0, 256, 0), images(64, 60, 256, 2)
     extractor = MeanColour()
@@ -114,8 +112,8 @@ import json
 import sys
 from pathlib import Path
 import torch
-from wgunet.features import compute_features
-from wgunet.processes import processes
+from wgunet.evaluation.features import compute_features
+from wgunet.common.processes import processes
 from test_metrics import MeanColour, images
 
 state, extractor = processes(), MeanColour()
@@ -123,7 +121,7 @@ split = compute_features(images(9, 0, 256, 0), extractor, batch_size=2, state=st
 whole = compute_features(images(9, 0, 256, 0), MeanColour(), batch_size=2)
 row = {"process": state.process_index, "seen": extractor.images_seen, "same": torch.equal(split, whole)}
 (Path(sys.argv[1]) / f"{state.process_index}.json").write_text(json.dumps(row))
-from wgunet.cli import leave_process_group
+from wgunet.common.cli import leave_process_group
 leave_process_group()  # as the entry points do
 """
 
@@ -146,7 +144,7 @@ def test_two_processes_split_the_feature_extraction_and_both_get_every_row(tmp_p
 def test_every_interval_holds_its_estimate_where_the_resampled_scores_all_lie_above_it():
     """Two sets of 20 uniform-noise images, one distribution: a resampled set repeats images, so its FID, LSD and
     LFDs lie above the estimate; the interval is moved onto the estimate, and the bias says by how much."""
-    from wgunet.spectral import image_statistics, spectral_scores
+    from wgunet.evaluation.spectral import image_statistics, spectral_scores
 
     a, b = images(20, 0, 256, 10), images(20, 0, 256, 11)
     scores = dict(spectral_scores(image_statistics(a), image_statistics(b), bootstrap=200).items())
@@ -163,7 +161,7 @@ def test_the_high_frequency_ratios_interval_covers_the_known_ratio_and_the_bias_
     the true ratio about 95% of the time (measured 95%, 95%); for the distance, estimate less bootstrap bias lies
     closer to the truth than the estimate (one distribution: 0.65 dB estimated vs 0.26 dB bias: the bootstrap
     finds about 40% of the bias of a distance whose truth is 0)."""
-    from wgunet.spectral import image_statistics, spectral_scores
+    from wgunet.evaluation.spectral import image_statistics, spectral_scores
 
     generator = torch.Generator().manual_seed(0)
     noise = lambda n, s: 0.5 + s * torch.randn(n, 3, 16, 16, generator=generator)  # noqa: E731  [0, 1] floats

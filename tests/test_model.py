@@ -3,8 +3,8 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from wgunet import WGUNet
-from wgunet.stats import count_parameters, macs_per_image
-from wgunet.teacher import teacher_architecture
+from wgunet.model.macs import count_parameters, macs_per_image
+from wgunet.training.teacher import teacher_architecture
 
 TINY = dict(sample_size=16, block_out_channels=(16, 32), layers_per_block=1, attention_resolutions=(8,),
             attention_head_dim=16, norm_num_groups=8)
@@ -84,7 +84,7 @@ def test_configs_that_cannot_work_fail_at_construction(bad, message):
 
 
 def test_stats_of_the_cifar10_teacher_and_the_default_student():
-    from wgunet.config import load_config
+    from wgunet.training.config import load_config
 
     teacher = teacher_architecture("google/ddpm-cifar10-32")
     assert round(count_parameters(teacher) / 1e6, 2) == 35.75
@@ -106,7 +106,7 @@ def test_an_export_loads_in_plain_diffusers_after_import_wgunet(tmp_path):
     load = (f"from diffusers import DDPMPipeline\npipeline = DDPMPipeline.from_pretrained({str(tmp_path)!r})\n"
             "print(type(pipeline.unet).__name__, pipeline(batch_size=1, num_inference_steps=2, output_type='np').images.shape)")
     without = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True)
-    assert without.returncode != 0 and "wgunet.model" in without.stderr
+    assert without.returncode != 0 and "wgunet.model.unet" in without.stderr
     with_import = subprocess.run([sys.executable, "-c", "import wgunet\n" + load], capture_output=True, text=True)
     assert with_import.returncode == 0, with_import.stderr[-2000:]
     assert with_import.stdout.strip().endswith("WGUNet (1, 16, 16, 3)")
@@ -137,7 +137,7 @@ def test_compiled_wavelet_blocks_agree_with_eager():
     """The WG blocks under torch.compile (Inductor's generated C++ on CPU) give the eager outputs; the blocks, not
     the whole student, keep the test's compilation short."""
     from wgunet import WGDown, WGUp
-    from wgunet.compilation import compile_problem, compiled
+    from wgunet.common.compilation import compile_problem, compiled
 
     if compile_problem():
         pytest.skip(f"torch.compile is not possible here: {compile_problem()}")
@@ -152,7 +152,7 @@ def test_compiled_wavelet_blocks_agree_with_eager():
 
 
 def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
-    import wgunet.compilation as compilation
+    import wgunet.common.compilation as compilation
 
     monkeypatch.setattr(compilation, "compile_problem", lambda: "InvalidCxxCompiler: no working C++ compiler found")
     model = WGUNet(**TINY)

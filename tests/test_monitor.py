@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wgunet.config import ConfigError, load_config
-from wgunet.features import MetricError, compute_features, teacher_features
-from wgunet.images import load_image_set, make_grid
-from wgunet.metrics import ReferenceStatistics
-from wgunet.outputs import write_fid_reference
-from wgunet.report import build_report
-from wgunet.sampling import run_sampling
-from wgunet.training import train
+from wgunet.evaluation.features import MetricError, compute_features, teacher_features
+from wgunet.evaluation.fid import ReferenceStatistics
+from wgunet.evaluation.image_sets import load_image_set, make_grid
+from wgunet.evaluation.outputs import write_fid_reference
+from wgunet.evaluation.report import build_report
+from wgunet.sampling.samplers import run_sampling
+from wgunet.training.config import ConfigError, load_config
+from wgunet.training.loop import train
 
 EVAL = ["eval.num_images=8", "eval.steps=2", "eval.bootstrap=20"]
 
@@ -43,7 +43,7 @@ def test_eval_every_scores_the_ema_model_on_the_same_noise_each_time_and_the_rep
     assert np.array_equal(final, grid_of_sampled(model, 8, tmp_path / "samples"))
     assert not np.array_equal(final, np.asarray(Image.open(run / "evals" / "step-3" / "grid.png")))
     card = (model / "README.md").read_text()
-    assert "Scored during training at step 6" in card and "| high_frequency_ratio |" in card
+    assert "Scored during training at step 6" in card and "| high-frequency ratio (1 is ideal) |" in card
     # the report of the export shows the run's evaluations: a plot of scores against step and the grids
     build_report(str(model), str(tiny_teacher), "patches:heldout", 6, tmp_path / "report", steps=2,
                  probe_timesteps=(10,), probe_images=8, bootstrap=5, features="teacher", finc_features="pixels")

@@ -12,9 +12,9 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler
 
 from wgunet import WGUNet
-from wgunet.card import load_snippet
-from wgunet.portable import make_portable, module_source
-from wgunet.sampling import run_sampling
+from wgunet.model.portable import make_portable, module_source
+from wgunet.sampling.samplers import run_sampling
+from wgunet.training.card import load_snippet
 
 BLOCKED = "import sys\nsys.modules['wgunet'] = None  # `import wgunet` raises ImportError from here on\n"
 
@@ -98,7 +98,7 @@ def fake_hub(folder, repo_id: str, cache) -> str:
 
 
 def test_a_pushed_export_loads_by_hub_id_through_diffusers_online_branch(tmp_path):
-    """Without the module in unet/ this branch raises "unet/wgunet.model.py as defined in model_index.json does not
+    """Without the module in unet/ this branch raises "unet/wgunet.model.unet.py as defined in model_index.json does not
     exist"."""
     folder = export(tmp_path / "export")
     out = without_wgunet(fake_hub(folder, "someone/wg-student", tmp_path / "hub_cache"),

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from shapes import make_shapes, uniform_mix
 
-from wgunet.ladder import blurred, noised
+from wgunet.evaluation.ladder import blurred, noised
 
 SPECTRUM = {  # name: (log_spectral_distance_db, lfd, high_frequency_ratio, band_error_low, _mid, _high, fid, kid_mean)
     "blurred": (27.271820068359375, 0.0024889700580388308, 0.0001556945644551888, 0.4085497260093689,

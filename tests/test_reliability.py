@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from wgunet.runs import list_checkpoints
-from wgunet.config import load_config
-from wgunet.files import FolderBusy, folder_lock
-from wgunet.training import train
+from wgunet.common.files import FolderBusy, folder_lock
+from wgunet.training.config import load_config
+from wgunet.training.loop import train
+from wgunet.training.runs import list_checkpoints
 
 
 class Payload:
@@ -86,7 +86,7 @@ def test_checkpoints_sort_by_step_number_not_text(tmp_path):
 
 
 def test_a_second_writer_of_one_folder_is_refused_and_a_dead_ones_lock_is_free(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom wgunet.files import folder_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom wgunet.common.files import folder_lock\n"
                                f"with folder_lock({str(tmp_path)!r}, 'training'):\n    print('held', flush=True)\n"
                                "    time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -103,7 +103,7 @@ def test_training_images_are_decoded_before_the_first_step(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from wgunet.data import DataError, ImageFolder, read_rgb
+    from wgunet.training.data import DataError, ImageFolder, read_rgb
 
     good = tmp_path / "good.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good, quality=90)
@@ -122,7 +122,7 @@ def test_training_images_are_decoded_before_the_first_step(tmp_path):
 def test_an_image_over_the_pixel_limit_says_how_to_allow_it(tmp_path, monkeypatch):
     from PIL import Image
 
-    from wgunet.data import DataError, read_rgb
+    from wgunet.training.data import DataError, read_rgb
 
     Image.new("RGB", (64, 64)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
@@ -131,7 +131,7 @@ def test_an_image_over_the_pixel_limit_says_how_to_allow_it(tmp_path, monkeypatc
 
 
 def test_resume_with_other_settings_names_each_change(tiny_run):
-    from wgunet.runs import RunError
+    from wgunet.training.runs import RunError
 
     train(load_config(None, tiny_run))
     wider = [o for o in tiny_run if not o.startswith("student=")] + [
@@ -149,7 +149,7 @@ def test_a_resume_redraws_damaged_images_and_removes_what_a_killed_run_left(tmp_
     from diffusers import DDPMPipeline, DDPMScheduler
 
     from wgunet import WGUNet
-    from wgunet.sampling import run_sampling
+    from wgunet.sampling.samplers import run_sampling
 
     model = tmp_path / "model"
     DDPMPipeline(unet=WGUNet(sample_size=16, block_out_channels=(16, 32), attention_resolutions=(8,),
@@ -171,7 +171,7 @@ def test_a_full_disk_while_writing_weights_is_one_line(capsys):
     """safetensors reports its I/O errors in its own type; the entry points name them like any OS error."""
     from safetensors import SafetensorError
 
-    from wgunet.cli import run_cli
+    from wgunet.common.cli import run_cli
 
     def full_disk():
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
@@ -182,7 +182,7 @@ def test_a_full_disk_while_writing_weights_is_one_line(capsys):
 
 
 def test_errors_name_the_users_path_not_the_hidden_scratch_name(tmp_path, capsys):
-    from wgunet.cli import run_cli
+    from wgunet.common.cli import run_cli
 
     def denied():
         raise PermissionError(13, "Permission denied", str(tmp_path / "run" / ".model.4242.tmp" / "unet" / "w.safetensors"))
@@ -196,10 +196,10 @@ def test_a_tiny_train_sample_and_evaluation_run_where_fcntl_does_not_exist(tiny_
     script = f"""
 import sys
 sys.modules["fcntl"] = None  # `import fcntl` fails from here on
-from wgunet.config import load_config
-from wgunet.sampling import run_sampling
-from wgunet.commands import spectrum
-model = __import__("wgunet.training", fromlist=["train"]).train(load_config(None, {tiny_run!r}))
+from wgunet.training.config import load_config
+from wgunet.sampling.samplers import run_sampling
+from wgunet.evaluation.commands import spectrum
+model = __import__("wgunet.training.loop", fromlist=["train"]).train(load_config(None, {tiny_run!r}))
 run_sampling(str(model), 4, {str(tmp_path / 'samples')!r}, steps=2)
 result = spectrum({{"student": {str(tmp_path / 'samples')!r}}}, "patches:heldout", __import__("pathlib").Path({str(tmp_path / 'eval')!r}),
                   features="teacher", teacher="assets/teacher", num_images=None, bootstrap=5, fid=False)
@@ -213,9 +213,9 @@ print("scored", sorted(result.sets))
 @pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
 def test_an_accelerate_config_with_sharded_training_is_refused_before_any_work(tiny_run, monkeypatch, engine):
     """The checkpoints hold whole models and optimizer states: sharding engines would need their own."""
-    from wgunet.config import load_config
-    from wgunet.processes import LaunchError
-    from wgunet.training import train
+    from wgunet.common.processes import LaunchError
+    from wgunet.training.config import load_config
+    from wgunet.training.loop import train
 
     monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")
     with pytest.raises(LaunchError, match=f"{engine.lower()}.*plain DDP"):

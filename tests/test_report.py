@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_STUDENT
+
 from wgunet import WGUNet
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -96,14 +96,14 @@ def test_eval_report_reuses_samples_and_renders_in_a_real_browser(tiny_student, 
 
 def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teacher, tmp_path, monkeypatch):
     """Every load of a model goes through ModelMixin.from_pretrained, every set through one of the readers of
-    wgunet.images; the report must hand what it opened on instead of opening it again (the STIG set is opened once,
+    wgunet.evaluation.image_sets; the report must hand what it opened on instead of opening it again (the STIG set is opened once,
     from the folder the refiner wrote)."""
     import runpy
     from collections import Counter
 
     from diffusers import ModelMixin
 
-    import wgunet.images as images
+    import wgunet.evaluation.image_sets as images
 
     loads = Counter()
     real_from_pretrained = ModelMixin.from_pretrained.__func__
@@ -132,7 +132,7 @@ def test_report_loads_each_checkpoint_and_image_set_once(tiny_student, tiny_teac
 
 
 def test_report_refuses_two_stig_sources(tmp_path):
-    from wgunet.report import ReportError, build_report
+    from wgunet.evaluation.report import ReportError, build_report
 
     with pytest.raises(ReportError, match="either --stig-refiner .* or --stig-steps"):
         build_report("a", "b", "patches:heldout", 4, tmp_path, stig_refiner="r", stig_steps=3)

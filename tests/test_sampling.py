@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
+from launch import launch
 from PIL import Image
 
 from wgunet import WGUNet
-from wgunet.loading import CheckpointError
-from wgunet.files import FileFormatError
-from wgunet.images import FolderError
-from wgunet.sampling import SamplingError, run_sampling
-
-from launch import launch
+from wgunet.common.files import FileFormatError
+from wgunet.evaluation.image_sets import FolderError
+from wgunet.sampling.loading import CheckpointError
+from wgunet.sampling.samplers import SamplingError, run_sampling
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +124,7 @@ def test_bad_checkpoints_get_one_clear_error(tmp_path):
 
 
 def test_every_sampler_is_configured_as_the_model_was_trained():
-    from wgunet.sampling import SCHEDULERS, sampler_config
+    from wgunet.sampling.samplers import SCHEDULERS, sampler_config
 
     # a config made in memory lists its defaulted keys in _use_default_values, which from_config would replace
     trained = dict(DDPMScheduler(prediction_type="v_prediction", steps_offset=1).config)
@@ -145,7 +144,7 @@ def test_every_sampler_is_configured_as_the_model_was_trained():
 
 def image_statistics(images: np.ndarray) -> dict:
     """Pixel std, spread of the per-image mean colour, share of saturated pixels, mean reduced spectrum ([-1, 1])."""
-    from wgunet.spectral import reduced_spectrum
+    from wgunet.evaluation.spectral import reduced_spectrum
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     return {"std": x.std().item(), "spread": x.mean((2, 3)).std().item(), "saturated": (x.abs() > 0.99).float().mean().item(),
@@ -156,7 +155,7 @@ def image_statistics(images: np.ndarray) -> dict:
 def test_every_sampler_gives_the_shipped_teacher_images_like_ddim_50s(tmp_path):
     """Against DDIM-50 on the same 16 seeds. Before sampler_config, DPM-Solver++ gave flat saturated tiles (std 0.86,
     60% of pixels saturated) and DDIM, without use_clipped_model_output, grey ones (std 0.21, mean-colour spread 0.04)."""
-    from wgunet.images import load_image_set
+    from wgunet.evaluation.image_sets import load_image_set
 
     real = image_statistics(load_image_set("patches:heldout", 32).images.permute(0, 2, 3, 1).numpy())
     stats = {}
@@ -230,7 +229,7 @@ def test_accelerate_launch_that_starts_one_of_several_processes_is_refused_with_
 def test_a_resumed_run_draws_its_missing_images_in_the_uninterrupted_runs_batches(student, tmp_path, monkeypatch):
     """Batch k is images k*B ... k*B+B-1 whatever was drawn before: on a GPU, whose kernels may round differently
     for other batches, a resumed run then makes the uninterrupted run's images."""
-    import wgunet.sampling as sampling
+    import wgunet.sampling.samplers as sampling
 
     drawn, real = [], sampling.sample_images
     monkeypatch.setattr(sampling, "sample_images", lambda p, indices, *a: drawn.append(list(indices)) or real(p, indices, *a))
@@ -247,7 +246,7 @@ def test_a_resumed_run_draws_its_missing_images_in_the_uninterrupted_runs_batche
 
 
 def test_dtype_auto_is_bfloat16_on_a_gpu_that_has_it_and_float32_elsewhere(monkeypatch):
-    from wgunet.devices import pick_dtype
+    from wgunet.common.devices import pick_dtype
 
     assert pick_dtype("auto", torch.device("cpu")) == "float32"
     assert pick_dtype("float16", torch.device("cpu")) == "float16"
@@ -275,7 +274,7 @@ def test_bfloat16_sampling_makes_the_shipped_teachers_images_of_float32(tmp_path
                                            ("cuda:1", "this machine has no accelerator"),
                                            ("gpu", "not a device name")])
 def test_a_device_the_machine_lacks_is_named(name, message):
-    from wgunet.devices import DeviceError, pick_device
+    from wgunet.common.devices import DeviceError, pick_device
 
     if torch.accelerator.is_available():
         pytest.skip("this machine has an accelerator")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wgunet.spectral import image_statistics, reduced_spectrum, spectral_scores
+from wgunet.evaluation.spectral import image_statistics, reduced_spectrum, spectral_scores
 
 
 def power_law_field(n: int, height: int, width: int, a: float) -> torch.Tensor:
@@ -116,3 +116,16 @@ def test_lfd_stig_is_stigs_definition_without_the_uint8_wrap_around():
     assert same.lfd_stig.value == 0 and same.lfd_mean_magnitude.value == 0
     point = spectral_scores(image_statistics(fake), image_statistics(real), bootstrap=0).lfd_stig  # no resampling
     assert point.value == scores.lfd_stig.value and point.ci95 == (point.value, point.value)
+
+
+def test_every_score_has_one_definition_that_the_report_and_plots_read():
+    from dataclasses import fields
+
+    from wgunet.evaluation.definitions import SCORES
+    from wgunet.evaluation.plots import SWEPT_SCORES, axis_title
+    from wgunet.evaluation.spectral import SpectralScores
+
+    assert list(SCORES)[:len(fields(SpectralScores))] == [f.name for f in fields(SpectralScores)]
+    assert set(SCORES) - {f.name for f in fields(SpectralScores)} == {"fid", "kid"}
+    assert all(SCORES[key].title() in axis_title(key) for key in SWEPT_SCORES)
+    assert SCORES["log_spectral_distance_db"].note().startswith("log-spectral distance (dB), 0 is ideal")

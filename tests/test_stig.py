@@ -7,15 +7,30 @@ import numpy as np
 import pytest
 import torch
 
-from wgunet.images import load_image_set
-from wgunet.ladder import circular_blur
-from wgunet.metrics import psnr
-from wgunet.runs import RunError
-from wgunet.spectral import image_statistics, normalized_radius, spectral_scores
-from wgunet.stats import count_parameters
-from wgunet.stig import (Batch, NestedUNet, PatchNCE, Refiner, StigConfig, StigError, Translator, from_spectrum,
-                         generator_losses, load_refiner, low_frequency_mask, lsgan_real, paper_config, refine,
-                         to_spectrum, train_refiner)
+from wgunet.evaluation.fid import psnr
+from wgunet.evaluation.image_sets import load_image_set
+from wgunet.evaluation.ladder import circular_blur
+from wgunet.evaluation.spectral import image_statistics, normalized_radius, spectral_scores
+from wgunet.evaluation.stig import (
+    Batch,
+    NestedUNet,
+    PatchNCE,
+    Refiner,
+    StigConfig,
+    StigError,
+    Translator,
+    from_spectrum,
+    generator_losses,
+    load_refiner,
+    low_frequency_mask,
+    lsgan_real,
+    paper_config,
+    refine,
+    to_spectrum,
+    train_refiner,
+)
+from wgunet.model.macs import count_parameters
+from wgunet.training.runs import RunError
 
 
 def test_the_magnitude_and_phase_round_trip_is_exact():

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from study import LOSSES, Study, run_study  # noqa: E402
-
 from conftest import TINY_STUDENT  # noqa: E402
+from study import LOSSES, Study, run_study  # noqa: E402
 from test_training import TINY_UNET2D  # noqa: E402
 
 
@@ -77,9 +76,9 @@ def test_the_sweep_plot_draws_each_reference_level_in_its_sets_colour():
     import numpy as np
     from PIL import Image
 
-    from wgunet.plots import SWEPT_SCORES, plot_sweep, set_colour
+    from wgunet.evaluation.plots import SWEPT_SCORES, plot_sweep, set_colour
 
-    curves = {key: {"student": {250: [4.0, 5.0], 1000: [2.0, 3.0]}} for key, _ in SWEPT_SCORES}
+    curves = {key: {"student": {250: [4.0, 5.0], 1000: [2.0, 3.0]}} for key in SWEPT_SCORES}
     assert set_colour("teacher") == "#1f77b4" and set_colour("student") == "#ff7f0e"  # blue level, orange curve
 
     def teacher_pixels(png: bytes) -> int:  # blue-dominant pixels (the 1-px line is antialiased into white)
@@ -87,5 +86,5 @@ def test_the_sweep_plot_draws_each_reference_level_in_its_sets_colour():
         return int(((b - r > 60) & (b - g > 20)).sum())
 
     plain = plot_sweep(curves, "training steps")
-    levelled = plot_sweep(curves, "training steps", {"teacher (ddim 50)": {key: 2.5 for key, _ in SWEPT_SCORES}})
+    levelled = plot_sweep(curves, "training steps", {"teacher (ddim 50)": {key: 2.5 for key in SWEPT_SCORES}})
     assert teacher_pixels(plain) == 0 and teacher_pixels(levelled) > 100

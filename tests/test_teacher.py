@@ -3,9 +3,9 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet import WGUNet
-from wgunet.config import load_config
-from wgunet.loading import CheckpointError
-from wgunet.teacher import FeatureTaps, load_teacher, pair_by_resolution, teacher_architecture
+from wgunet.sampling.loading import CheckpointError
+from wgunet.training.config import load_config
+from wgunet.training.teacher import FeatureTaps, load_teacher, pair_by_resolution, teacher_architecture
 
 
 def taps_of(unet: UNet2DModel, size: int) -> dict[str, tuple[int, ...]]:
@@ -78,7 +78,7 @@ def test_load_teacher_errors_name_the_problem(tmp_path, monkeypatch):
 def test_the_shipped_teacher_is_small_loads_and_matches_its_config(tmp_path):
     from pathlib import Path
 
-    from wgunet.teacher import export_teacher
+    from wgunet.training.teacher import export_teacher
 
     files = [p for p in Path("assets/teacher").rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 20 * 2**20

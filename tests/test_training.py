@@ -12,14 +12,14 @@ import torch
 import yaml
 from diffusers import DDPMPipeline
 from diffusers.training_utils import EMAModel
+from launch import free_port
 from PIL import Image
 from safetensors.torch import load_file
 
-from wgunet.config import load_config
-from launch import free_port
-from wgunet.monitor import read_evaluations
-from wgunet.runs import RunError, latest_checkpoint
-from wgunet.training import TrainingError, build_models, train
+from wgunet.training.config import load_config
+from wgunet.training.loop import TrainingError, build_models, train
+from wgunet.training.monitor import read_evaluations
+from wgunet.training.runs import RunError, latest_checkpoint
 
 
 def metrics(run: Path) -> list[dict]:
@@ -85,7 +85,7 @@ def test_all_three_loss_terms_fall_distilling_from_the_shipped_teacher(tmp_path)
 @pytest.mark.parametrize("log_every", [1, 4])
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tiny_run, monkeypatch, log_every):
     """Read at every step or only at log and checkpoint steps, the first non-finite step is the one named."""
-    import wgunet.training as training
+    import wgunet.training.loop as training
 
     calls = {"n": 0}
     real = training.loss_terms
@@ -130,7 +130,7 @@ def test_a_unet2dmodel_student_is_tapped_distilled_and_loads_without_wgunet(tiny
 
 
 def test_an_unknown_student_class_is_named():
-    from wgunet.config import ConfigError
+    from wgunet.training.config import ConfigError
 
     with pytest.raises(ConfigError, match="student_class must be one of WGUNet, UNet2DModel, got 'ResNet'"):
         load_config(None, ["student_class=ResNet"])
@@ -166,8 +166,8 @@ def test_train_py_reports_bad_input_in_one_line(tmp_path):
 MULTIPROCESS_SCRIPT = """
 import os, sys, torch
 from safetensors.torch import save_file
-from wgunet.config import load_config
-import wgunet.training as training
+from wgunet.training.config import load_config
+import wgunet.training.loop as training
 
 captured = {}
 real = training.build_models
@@ -180,7 +180,7 @@ config = load_config(None, sys.argv[2:])
 training.train(config)
 rank = os.environ['RANK']
 save_file({k: v.contiguous() for k, v in captured["model"].state_dict().items()}, f"{sys.argv[1]}/rank{rank}.safetensors")
-from wgunet.cli import leave_process_group
+from wgunet.common.cli import leave_process_group
 leave_process_group()  # as the entry points do
 """
 
@@ -214,7 +214,7 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("max_steps, warmup, reached_at", [(50, 100, 5), (1000, 100, 100), (1000, 20, 20)])
 def test_warmup_is_capped_at_a_tenth_of_the_run_so_short_runs_reach_their_learning_rate(max_steps, warmup, reached_at):
-    from wgunet.training import build_lr_schedule
+    from wgunet.training.loop import build_lr_schedule
 
     config = load_config(None, [f"max_steps={max_steps}", f"warmup_steps={warmup}", "lr=0.01"])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
@@ -229,7 +229,7 @@ def test_warmup_is_capped_at_a_tenth_of_the_run_so_short_runs_reach_their_learni
 
 
 def test_a_constant_schedule_holds_the_learning_rate_after_its_warmup():
-    from wgunet.training import build_lr_schedule
+    from wgunet.training.loop import build_lr_schedule
 
     config = load_config(None, ["max_steps=1000", "warmup_steps=20", "lr=0.01", "lr_schedule=constant"])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
@@ -272,7 +272,7 @@ def test_every_export_carries_a_model_card(tiny_run):
     Hub-id teacher becomes the base model (a local one is not a Hub reference)."""
     from huggingface_hub import ModelCard
 
-    from wgunet.card import model_card
+    from wgunet.training.card import model_card
 
     config = load_config(None, tiny_run)
     folder = train(config)
@@ -288,7 +288,7 @@ def test_push_to_hub_sends_the_final_export_and_a_failed_push_keeps_it(tiny_run,
     """Offline: HfApi's two calls are recorded instead of sent. A push that fails is one line; the export stays."""
     from huggingface_hub import HfApi
 
-    from wgunet.hub import HubError, push_export
+    from wgunet.training.hub import HubError, push_export
 
     sent = []
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **options: sent.append(("create", repo_id)))
@@ -345,7 +345,7 @@ def test_accumulation_over_a_loader_it_does_not_divide_resumes_exactly_and_logs_
     """84 patches in batches of 8 are 10 batches an epoch; accumulating 3, Accelerate closes each epoch's last group
     after 1 batch: 4 optimizer steps an epoch. A run resumed from step 4 repeats the uninterrupted one, and each
     logged loss is the mean over its group's batches (3, 3, 3, 1, ...)."""
-    import wgunet.training as training
+    import wgunet.training.loop as training
 
     losses, real = [], training.loss_terms
     monkeypatch.setattr(training, "loss_terms", lambda *a, **k: losses.append(t := real(*a, **k)) or t)
@@ -371,7 +371,7 @@ def test_accumulation_over_a_loader_it_does_not_divide_resumes_exactly_and_logs_
 def test_a_restored_state_lives_on_the_models_device(tiny_run):
     """Checkpoints are read on the CPU; every restored tensor (weights, optimizer moments, EMA shadow weights) is
     put where the model is (here the meta device stands in for a GPU)."""
-    from wgunet.training import read_checkpoint, restore
+    from wgunet.training.loop import read_checkpoint, restore
 
     config = load_config(None, tiny_run)
     train(config)
@@ -390,7 +390,7 @@ def test_a_restored_state_lives_on_the_models_device(tiny_run):
 def test_every_gradient_has_its_parameters_layout():
     """DDP copies each gradient into a bucket laid out as its parameter and warns when the strides differ (as a 1x1
     aligner's did after a channels-last feature)."""
-    from wgunet.training import loss_terms
+    from wgunet.training.loop import loss_terms
 
     config = load_config("configs/default.yaml", ["batch_size=2"])
     models = build_models(config)
@@ -403,7 +403,7 @@ def test_every_gradient_has_its_parameters_layout():
 def test_resume_continues_the_run_as_it_was_configured_and_prints_what_the_command_line_changes(tiny_run, capsys):
     """Omitted keys come from the run's config.yaml (not from the default config), --resume stands anywhere, and
     every key the command line changes is printed, allowed or refused."""
-    from wgunet.config import load_run_config
+    from wgunet.training.config import load_run_config
     from wgunet_cli.train import build_parser
 
     run = tiny_run[-1].split("=", 1)[1]
@@ -422,7 +422,7 @@ def test_resume_continues_the_run_as_it_was_configured_and_prints_what_the_comma
 
 
 def test_an_interrupt_and_a_resume_without_checkpoints_say_what_was_kept(tiny_run, monkeypatch, capsys):
-    import wgunet.training as training
+    import wgunet.training.loop as training
 
     real, calls = training.loss_terms, []
 
@@ -445,7 +445,7 @@ def test_an_interrupt_and_a_resume_without_checkpoints_say_what_was_kept(tiny_ru
 def test_the_keys_docs_say_a_resume_may_change_are_the_codes():
     import re
 
-    from wgunet.training import MAY_CHANGE_ON_RESUME
+    from wgunet.training.loop import MAY_CHANGE_ON_RESUME
 
     listed = Path("docs/training.md").read_text().split("Only these may change:")[1].split(";")[0]
     assert re.findall(r"`([^`]+)`", listed) == list(MAY_CHANGE_ON_RESUME)

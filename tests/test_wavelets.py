@@ -3,7 +3,7 @@ import pytest
 import pywt
 import torch
 
-from wgunet.wavelets import dwt2, idwt2
+from wgunet.model.wavelets import dwt2, idwt2
 
 WAVELETS = ["haar", "db2", "sym4", "coif1", "bior2.2", "bior3.5", "rbio1.3"]
 
@@ -15,7 +15,7 @@ def test_perfect_reconstruction(wavelet):
 
 
 def test_reconstruction_at_every_supported_wavelet():
-    from wgunet.wavelets import supported_wavelets
+    from wgunet.model.wavelets import supported_wavelets
 
     x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
     worst = {w: (idwt2(dwt2(x, w), w) - x).abs().max().item() for w in supported_wavelets()}
@@ -73,7 +73,7 @@ def test_unknown_wavelet_is_a_clear_error():
 def test_formulation_traced_by_torch_compile_equals_eager(monkeypatch):
     """Under torch.compile the Haar transforms and WG-Down take the one-expression formulation that Inductor fuses;
     run eagerly (as if tracing) it gives the eager path's values and gradients, on a non-contiguous input too."""
-    from wgunet.wavelets import gated_dwt2
+    from wgunet.model.wavelets import gated_dwt2
 
     x = torch.randn(2, 6, 4, 3, dtype=torch.float64).permute(0, 3, 1, 2).requires_grad_()  # (2, 3, 6, 4)
     gates = torch.rand(2, 4, 3, 1, 1, dtype=torch.float64, requires_grad=True)

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from wgunet_cli.arguments import count, path, positive, positive_number, renamed, seed, weight
 
-
-PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
+PROBE_TIMESTEPS = "50,150,300,500,700,900"  # wgunet.evaluation.probe.DEFAULT_TIMESTEPS; a literal keeps --help fast
 TEACHER = "assets/teacher"  # as TrainConfig.teacher; a literal here keeps --help from importing torch
 REFERENCE = "patches:heldout"
 FID_FEATURES = ["auto", "teacher", "inception", "dinov2", "none"]
@@ -163,7 +162,7 @@ def main() -> int:
         parser.error("--features none is for eval.py spectrum (the spectra alone)")
     if (getattr(args, "no_fid", False) or getattr(args, "features", None) == "none") and args.fid_ref:
         parser.error("--fid-ref gives FID its reference statistics and --no-fid skips FID: pass one of them")
-    from wgunet.cli import run_cli  # after parsing: --help never loads torch
+    from wgunet.common.cli import run_cli  # after parsing: --help never loads torch
 
     return run_cli(lambda: COMMANDS[args.command](args))
 
@@ -176,7 +175,7 @@ def named(values: list[str]) -> dict[str, str]:
         parts = [p for p in Path(path).parts if p not in ("model", "samples", "samples.npz", "/")]
         key = name or (parts[-1] if parts else path)
         if key in sources:
-            from wgunet.cli import UserError
+            from wgunet.common.errors import UserError
 
             raise UserError(f"two sets are named {key!r}: name them apart, e.g. {key}_a={sources[key]} {key}_b={path}")
         sources[key] = path
@@ -184,8 +183,8 @@ def named(values: list[str]) -> dict[str, str]:
 
 
 def _spectrum(args: argparse.Namespace) -> None:
-    from wgunet.commands import spectrum
-    from wgunet.outputs import format_scores
+    from wgunet.evaluation.commands import spectrum
+    from wgunet.evaluation.outputs import format_scores
 
     result = spectrum(named(args.generated), args.reference, Path(args.out), features=args.features,
                       teacher=args.teacher, num_images=args.num_images, bootstrap=args.bootstrap,
@@ -196,8 +195,8 @@ def _spectrum(args: argparse.Namespace) -> None:
 
 
 def _probe(args: argparse.Namespace) -> None:
-    from wgunet.commands import probe
-    from wgunet.probe import probe_table
+    from wgunet.evaluation.commands import probe
+    from wgunet.evaluation.probe import probe_table
 
     result = probe(named(args.checkpoints), args.reference, Path(args.out), timesteps=args.timesteps,
                    probe_images=args.probe_images, seed=args.seed)
@@ -206,8 +205,8 @@ def _probe(args: argparse.Namespace) -> None:
 
 
 def _finc(args: argparse.Namespace) -> None:
-    from wgunet.commands import modes
-    from wgunet.outputs import format_modes
+    from wgunet.evaluation.commands import modes
+    from wgunet.evaluation.outputs import format_modes
 
     comparison = modes(args.test, args.reference, Path(args.out), features=args.features, teacher=args.teacher,
                        cache=args.cache, sigma=args.sigma, rho=args.rho, r=args.r, num_modes=args.num_modes,
@@ -217,7 +216,7 @@ def _finc(args: argparse.Namespace) -> None:
 
 
 def _stig(args: argparse.Namespace) -> None:
-    from wgunet.commands import stig_apply, stig_train
+    from wgunet.evaluation.commands import stig_apply, stig_train
 
     if args.stig_command == "train":
         refiner = stig_train(args.generated, args.reference, Path(args.out), resume=args.resume, preset=args.preset,
@@ -237,8 +236,8 @@ def _stig(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from wgunet.outputs import format_scores
-    from wgunet.report import build_report
+    from wgunet.evaluation.outputs import format_scores
+    from wgunet.evaluation.report import build_report
 
     metrics = build_report(args.student, args.teacher, args.reference, args.num_images, Path(args.out),
                            scheduler=args.scheduler, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
@@ -254,7 +253,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _fid_ref(args: argparse.Namespace) -> None:
-    from wgunet.commands import fid_reference
+    from wgunet.evaluation.commands import fid_reference
 
     statistics = fid_reference(args.set, Path(args.out), features=args.features, teacher=args.teacher)
     print(f"{statistics.num} images, {len(statistics.mu)} features [{statistics.features}]\nstatistics: {args.out}")

@@ -11,7 +11,6 @@ import sys
 from wgunet_cli.arguments import path, positive, renamed, seed
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="model folder, pipeline folder, training run folder, or Hub id")
@@ -42,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     parser = build_parser()
     args = parser.parse_args()
-    from wgunet.cli import run_cli  # after parsing: --help never loads torch
+    from wgunet.common.cli import run_cli  # after parsing: --help never loads torch
 
     return run_cli(lambda: _sample(args))
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from wgunet.sampling import run_sampling
+    from wgunet.sampling.samplers import run_sampling
 
     record = run_sampling(args.checkpoint, args.num, args.out, scheduler=args.scheduler, steps=args.steps,
                           batch_size=args.batch_size, seed=args.seed, device=args.device, dtype=args.dtype,

@@ -31,7 +31,7 @@ def main() -> int:
     if args.config is not None and "=" in args.config:  # only overrides were given: the config is the default
         args.overrides.insert(0, args.config)
         args.config = None
-    from wgunet.cli import run_cli  # after parsing: --help never loads torch
+    from wgunet.common.cli import run_cli  # after parsing: --help never loads torch
 
     return run_cli(lambda: _train(args))
 
@@ -39,8 +39,8 @@ def main() -> int:
 def _train(args: argparse.Namespace) -> None:
     from accelerate import PartialState
 
-    from wgunet.config import load_run_config
-    from wgunet.training import train
+    from wgunet.training.config import load_run_config
+    from wgunet.training.loop import train
 
     config = load_run_config(args.config, args.overrides, DEFAULT_CONFIG, args.resume)
     model = train(config, resume=args.resume)
