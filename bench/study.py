@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/study.py [--out runs/study] [--seeds 0,1,2] [--parts grid,budget,steps]
 
-Three parts, each training run and each sample set kept in ``out`` and reused (run it again after a kill and it
+Four parts, each training run and each sample set kept in ``out`` and reused (run it again after a kill and it
 goes on where it stopped; one study per folder at a time, a lock in the folder):
 1. grid: {WG-UNet, UNet2DModel of equal MACs} x {DDPM only, + spatial, + spatial + frequency} x seeds, at the
    embedded default's budget (configs/default.yaml, 1,000 steps);
 2. budget: DDPM-only and fully distilled WG-UNets trained for each of ``--budgets`` steps, x seeds;
-3. steps: the teacher and every grid student sampled with DDIM 5 / 10 / 20 / 50 / 100 and DPM-Solver++ 10 / 20.
+3. steps: the teacher and every grid student sampled with DDIM 5 / 10 / 20 / 50 / 100 and DPM-Solver++ 10 / 20;
+4. weighting (not run by default): fully distilled WG-UNets with L_freq weighted ``focal`` and ``uniform``
+   (loss.freq_weight) at the default budget, and ``focal`` at the longest of ``--budgets``, x seeds.
 Every sample set (``--num-images``, the same per-image noise for every model) is scored against the held-out
 patches: HF ratio, LSD, both LFDs, band errors (95% bootstrap intervals within a seed) and FID/KID in the
 teacher's features (labelled: they rank sets scored with this teacher only); every trained student gets the
@@ -43,6 +45,10 @@ from wgunet.training.loop import train
 
 LOSSES = {"DDPM only": ["loss.lambda_spatial=0", "loss.lambda_freq=0"], "+ spatial": ["loss.lambda_freq=0"],
           "+ spatial + frequency": []}
+# L_freq's other per-frequency weights (loss.freq_weight; "+ spatial + frequency" is inverse_magnitude, the paper's,
+# and "+ spatial" is no frequency term): the weighting part, WG-UNet only
+WEIGHTINGS = {"+ spatial + frequency, focal": ["loss.freq_weight=focal"],
+              "+ spatial + frequency, uniform": ["loss.freq_weight=uniform"]}
 # A UNet2DModel with the default WG-UNet's levels, attention at 8px and about its MACs (0.112 vs 0.114 GMACs per
 # image at 32px, python -m wgunet.training.sizes): stride-2 convolutions and nearest upsampling instead of wavelet gates.
 UNET2D_EQUAL_MACS = dict(block_out_channels=[24, 40, 40], layers_per_block=1, norm_num_groups=8, attention_head_dim=20,
@@ -90,10 +96,11 @@ class Scorer:
 
 def trained(study: Study, architecture: str, losses: str, budget: int, seed: int) -> Path:
     """The run's exported model: reused when finished, resumed from its last checkpoint when a kill cut it short."""
-    folder = study.out / "runs" / f"{architecture}-{losses}-{budget}-seed{seed}".replace(" ", "").replace("+", "_")
+    name = f"{architecture}-{losses}-{budget}-seed{seed}".replace(" ", "").replace("+", "_").replace(",", "-")
+    folder = study.out / "runs" / name
     if (folder / "model" / "model_index.json").is_file():
         return folder / "model"
-    config = load_config(study.config, [*study.overrides, *study.architectures[architecture], *LOSSES[losses],
+    config = load_config(study.config, [*study.overrides, *study.architectures[architecture], *{**LOSSES, **WEIGHTINGS}[losses],
                                         f"max_steps={budget}", f"seed={seed}", f"output_dir={folder}", "eval_every=0",
                                         f"checkpoint_every={max(1, budget // 4)}", "log_with=none"])
     return train(config, resume=True)
@@ -158,6 +165,9 @@ def run_study(study: Study, parts: tuple[str, ...] = ("grid", "budget", "steps")
             if "budget" in parts:
                 plan += [("WG-UNet", loss, b) for loss in ("DDPM only", "+ spatial + frequency") for b in study.budgets
                          if b != study.budget or "grid" not in parts]
+            if "weighting" in parts:  # each weighting at the default budget, focal also at the longest
+                plan += [("WG-UNet", weighting, study.budget) for weighting in WEIGHTINGS]
+                plan += [("WG-UNet", next(iter(WEIGHTINGS)), max(study.budgets))]
             for architecture, losses, budget in plan:
                 model = trained(study, architecture, losses, budget, seed)
                 name = model.parent.name
@@ -233,7 +243,7 @@ def spread(values: list[float | None]) -> str:
 
 
 MODEL_ORDER = {"teacher": 0, "WG-UNet": 1, "UNet2DModel": 2}
-LOSS_ORDER = {"-": 0, **{name: i + 1 for i, name in enumerate(LOSSES)}}
+LOSS_ORDER = {"-": 0, **{name: i + 1 for i, name in enumerate({**LOSSES, **WEIGHTINGS})}}
 
 
 def _order(key: tuple) -> tuple:
@@ -272,7 +282,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/study", help="the study's folder: runs, samples and results (reused)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--budgets", default="250,500,1000,2000", help="training steps of the budget sweep")
-    parser.add_argument("--parts", default="grid,budget,steps", help="which parts to run: grid, budget, steps")
+    parser.add_argument("--parts", default="grid,budget,steps",
+                        help="which parts to run: grid, budget, steps, weighting (comma-separated)")
     parser.add_argument("--num-images", type=int, default=256, help="images per sample set")
     parser.add_argument("--summary-only", action="store_true",
                         help="only write summary.md and the plots from the results so far (no training or sampling)")

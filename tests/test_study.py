@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from conftest import TINY_STUDENT  # noqa: E402
-from study import LOSSES, Study, run_study  # noqa: E402
+from study import LOSSES, WEIGHTINGS, Study, run_study  # noqa: E402
 from test_training import TINY_UNET2D  # noqa: E402
 
 
@@ -58,6 +58,23 @@ def test_a_killed_study_goes_on_where_it_stopped_and_ends_as_an_uninterrupted_on
     assert all(row["seconds"] >= 0 for row in again) and wall["timed_rows"] == len(again) and wall["untimed_rows"] == 0
     assert wall["seconds_of_timed_rows"] == pytest.approx(sum(row["seconds"] for row in again), abs=0.1 * len(again))
     assert 0 < wall["seconds_this_invocation"] < wall["seconds_of_timed_rows"]  # the resume redid only what was lost
+
+
+@pytest.mark.slow
+def test_the_weighting_part_trains_each_frequency_weighting_and_focal_at_the_longest_budget(tiny_teacher, tmp_path):
+    import dataclasses
+
+    study = dataclasses.replace(tiny_study(tiny_teacher, tmp_path / "weighting"), budgets=(2, 6))
+    rows = run_study(study, ("weighting",))
+    focal, uniform = WEIGHTINGS
+    runs = {(row["losses"], row["budget"], row["seed"]) for row in rows}
+    assert runs == {(w, b, s) for s in (0, 1) for w, b in ((focal, 4), (uniform, 4), (focal, 6))}
+    assert len([row for row in rows if "scores" in row]) == 6 and len([row for row in rows if "probe_cutoff" in row]) == 6
+    configs = {run.name: (run / "config.yaml").read_text() for run in (tmp_path / "weighting" / "runs").iterdir()}
+    assert all(("freq_weight: focal" in text) == ("focal" in name) for name, text in configs.items())
+    assert all(("freq_weight: uniform" in text) == ("uniform" in name) for name, text in configs.items())
+    summary = (tmp_path / "weighting" / "summary.md").read_text()
+    assert focal in summary and uniform in summary
 
 
 def test_summary_only_on_a_folder_without_results_says_so(tmp_path):
