@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from wgunet.training.config import ConfigError, load_config, to_dict
@@ -115,3 +117,27 @@ def test_yes_no_on_off_are_strings_as_in_yaml_1_2(tmp_path):
     config = load_config(tmp_path / "c.yaml", ["hub_model_id=on"])
     assert config.mixed_precision == "no" and config.hub_model_id == "on" and config.data.hflip is False
     assert load_config(None, ["mixed_precision=no"]).mixed_precision == "no"
+
+
+def test_every_config_key_the_readme_and_docs_tables_name_exists_with_the_default_they_state():
+    """The README's settings table and docs/training.md's loss table name real keys; the defaults they state hold."""
+    import re
+
+    from wgunet.training.config import TrainConfig, to_dict
+
+    def flat(values: dict, prefix: str = "") -> dict:  # dotted keys; student, unet and scheduler hold model arguments
+        out = {}
+        for key, value in values.items():
+            nested = isinstance(value, dict) and key not in ("student", "unet", "scheduler")
+            out.update(flat(value, f"{prefix}{key}.") if nested else {f"{prefix}{key}": value})
+        return out
+
+    keys = flat(to_dict(TrainConfig()))
+    settings = Path("README.md").read_text().split("| key | meaning |")[1].split("\n\n")[0]
+    named = {k for row in settings.splitlines()[2:] for k in re.findall(r"`([^`]+)`", row.split("|")[1])}
+    assert len(named) > 10 and all(k in keys for k in named), sorted(k for k in named if k not in keys)
+    loss = Path("docs/training.md").read_text().split("`loss.freq_weight` | `w_i`")[1].split("\n\n")[0]
+    assert "`inverse_magnitude` (default)" in loss and keys["loss.freq_weight"] == "inverse_magnitude"
+    assert all(k in keys for k in re.findall(r"`(loss\.\w+)`", loss))
+    for key, value in re.findall(r"`(loss\.\w+)` \((-?\d+)\)", loss):
+        assert keys[key] == float(value), key
