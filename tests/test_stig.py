@@ -11,24 +11,10 @@ from wgunet.evaluation.fid import psnr
 from wgunet.evaluation.image_sets import load_image_set
 from wgunet.evaluation.ladder import circular_blur
 from wgunet.evaluation.spectral import image_statistics, normalized_radius, spectral_scores
-from wgunet.evaluation.stig import (
-    Batch,
-    NestedUNet,
-    PatchNCE,
-    Refiner,
-    StigConfig,
-    StigError,
-    Translator,
-    from_spectrum,
-    generator_losses,
-    load_refiner,
-    low_frequency_mask,
-    lsgan_real,
-    paper_config,
-    refine,
-    to_spectrum,
-    train_refiner,
-)
+from wgunet.evaluation.stig import StigConfig, StigError, load_refiner, paper_config, refine, train_refiner
+from wgunet.evaluation.stig.networks import NestedUNet, PatchNCE, Refiner, Translator
+from wgunet.evaluation.stig.spectrum import from_spectrum, low_frequency_mask, to_spectrum
+from wgunet.evaluation.stig.training import Batch, generator_losses, lsgan_real
 from wgunet.model.macs import count_parameters
 from wgunet.training.runs import RunError
 

@@ -1,4 +1,4 @@
-"""FINC: Fourier-based identification of novel clusters (seed 002; Zhang, Jalali, Li, Farnia, CVPR 2025).
+"""FINC: Fourier-based identification of novel clusters (Zhang, Jalali, Li, Farnia, CVPR 2025).
 
 Gaussian kernel k(x, y) = exp(-||x - y||^2 / (2 sigma^2)), approximated by random Fourier features
 phi(x) = r^-1/2 [cos(w_j . x), sin(w_j . x)]_{j=1..r}, w_j ~ N(0, sigma^-2 I), so phi(x) . phi(y) ~ k(x, y).
