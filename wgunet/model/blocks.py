@@ -61,7 +61,7 @@ class WGDown(nn.Module):
         self.gate = SubbandGate(channels, channels, temb_channels, gate_hidden)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        # = (gate * dwt2(x)).sum(1), with the gates folded into the analysis filters (wavelets.gated_dwt2)
+        # = wavelets.four_band_down(x, gates), with the gates folded into the analysis filters (tested equal)
         return gated_dwt2(x, self.gate(x, temb), self.wavelet)
 
 
@@ -89,6 +89,6 @@ class WGUp(nn.Module):
         self.gate = SubbandGate(channels, self.out_channels, temb_channels, gate_hidden)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        # = idwt2(gate * expand(x).view(B, 4, C_out, H, W)), the gates folded into the 1x1 weights (and for Haar
-        # the synthesis too: wavelets.gated_expand_idwt2)
+        # = wavelets.four_band_up(x, expand, gates), the gates folded into the 1x1 weights (and for Haar the
+        # synthesis too; tested equal)
         return gated_expand_idwt2(x, self.expand.weight, self.expand.bias, self.gate(x, temb), self.wavelet)

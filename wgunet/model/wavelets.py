@@ -241,6 +241,20 @@ def idwt2(bands: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
 HADAMARD = torch.tensor([[1, 1, 1, 1], [1, 1, -1, -1], [1, -1, 1, -1], [1, -1, -1, 1]], dtype=torch.float64) / 2
 
 
+def four_band_down(x: torch.Tensor, gates: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
+    """WG-Down as the paper writes it, X' = sum_i g_i * X_i over the bands i of dwt2(x): (B, C, H, W) ->
+    (B, C, H/2, W/2), gates (B, 4, C, 1, 1). The readable form of :func:`gated_dwt2`, which the blocks run."""
+    return (gates * dwt2(x, wavelet)).sum(1)
+
+
+def four_band_up(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gates: torch.Tensor,
+                 wavelet: str = "haar") -> torch.Tensor:
+    """WG-Up as the paper writes it: a 1x1 convolution to 4 C_out channels, split into four chunks X_i, then
+    X' = IDWT(g_LL X_LL, g_LH X_LH, g_HL X_HL, g_HH X_HH). The readable form of :func:`gated_expand_idwt2`."""
+    b, _, h, w = x.shape
+    return idwt2(gates * F.conv2d(x, weight, bias).view(b, 4, gates.shape[2], h, w), wavelet)
+
+
 def gated_dwt2(x: torch.Tensor, gates: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
     """``(gates * dwt2(x)).sum(1)`` for gates (B, 4, C, 1, 1), computed as one depthwise stride-2 convolution
     with a per-sample, per-channel filter: (B, C, H, W) -> (B, C, H/2, W/2)."""
