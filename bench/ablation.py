@@ -1,11 +1,11 @@
 """What distillation buys, on the embedded default: the same step budget and seeds for every variant.
 
-    .venv/bin/python bench/ablation.py [--out runs/ablation] [--num 256]
+    .venv/bin/python bench/ablation.py [--out runs/ablation] [--num-images 256]
 
 Variants: the shipped teacher; the WG-UNet student distilled with DDPM + spatial + frequency losses,
 with DDPM + spatial, with DDPM alone; and a plain diffusers UNet2DModel of the student's MACs trained with
 DDPM alone. Each student trains as configs/default.yaml says (1000 steps, batch 32, seed 0), samples
---num images (DDIM 50, seed 0) and is scored against the held-out real patches (FID on the shipped teacher's
+--num-images images (DDIM 50, seed 0) and is scored against the held-out real patches (FID on the shipped teacher's
 features: comparable within this table only); FINC's top eigenvalue is taken against the teacher's samples
 (teacher features). Finished runs and samples are reused, so an
 interrupted ablation resumes. Prints a markdown table and writes OUT/ablation.json.
@@ -60,7 +60,7 @@ def checkpoint_for(name: str, overrides: list[str], out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/ablation")
-    parser.add_argument("--num", type=int, default=256, help="samples per model")
+    parser.add_argument("--num-images", type=int, default=256, help="images sampled per model")
     args = parser.parse_args()
     out = Path(args.out)
     checkpoints = {"shipped teacher": TEACHER}
@@ -71,7 +71,7 @@ def main() -> None:
     rows, reference_features = {}, None
     for name, checkpoint in checkpoints.items():
         samples = out / "samples" / slug(name)
-        record = run_sampling(checkpoint, args.num, samples, scheduler="ddim", steps=50, seed=0,
+        record = run_sampling(checkpoint, args.num_images, samples, scheduler="ddim", steps=50, seed=0,
                               resume=samples.is_dir())
         image_set = load_image_set(samples)
         scores = spectral_scores(image_statistics(image_set.images), real)

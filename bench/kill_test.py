@@ -52,7 +52,7 @@ def commands(tool: str, out: Path, teacher: Path, student: Path) -> tuple[list[s
                 "warmup_steps=2", f"output_dir={out}"]
         return base, base + ["--resume"]
     if tool == "sample":
-        base = [python, "sample.py", str(student), "--num", "96", "--steps", "20", "--batch-size", "8", "--out", str(out)]
+        base = [python, "sample.py", str(student), "--num-images", "96", "--steps", "20", "--batch-size", "8", "--out", str(out)]
         return base, base + ["--resume"]
     base = [python, "eval.py", "report", str(student), "--teacher", str(teacher), "--num-images", "48", "--steps", "10",
             "--timesteps", "10,50", "--bootstrap", "10", "--features", "teacher", "--finc-features", "pixels",

@@ -2,7 +2,7 @@
 each sampler, next to the full ancestral chain (DDPM, every training step: the sampler the DDPM loss trains
 for) and the real held-out patches, all on the same seeds.
 
-    .venv/bin/python bench/samplers.py [--checkpoint assets/teacher] [--num 32] [--no-full-chain]
+    .venv/bin/python bench/samplers.py [--checkpoint assets/teacher] [--num-images 32] [--no-full-chain]
 
 Rows marked "diffusers default" build the sampler the way diffusers does out of the box (DPM-Solver++ from the
 DDPM config without thresholding; DDIM with use_clipped_model_output=False), against wgunet's sampler_config.
@@ -37,7 +37,7 @@ def db_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="assets/teacher", help="model to sample (default the shipped teacher)")
-    parser.add_argument("--num", type=int, default=32, help="images per sampler, seeds 0..num-1")
+    parser.add_argument("--num-images", type=int, default=32, help="images per sampler, seeds 0..N-1")
     parser.add_argument("--no-full-chain", action="store_true", help="skip DDPM over every training step (slow)")
     args = parser.parse_args()
 
@@ -51,11 +51,11 @@ def main() -> None:
     for scheduler, steps, note in runs:
         pipeline = load_pipeline(args.checkpoint, scheduler)
         steps = steps or pipeline.scheduler.config.num_train_timesteps
-        indices = list(range(args.num))
+        indices = list(range(args.num_images))
         if note == "diffusers default" and scheduler == "dpm++":  # the DDPM config as it is: no thresholding
             pipeline.scheduler = SCHEDULERS["dpm++"].from_config({**pipeline.scheduler.config, "thresholding": False})
         if note == "diffusers default" and scheduler == "ddim":  # DDIMPipeline's default use_clipped_model_output
-            images = pipeline(batch_size=args.num, generator=[image_generator(0, i) for i in indices],
+            images = pipeline(batch_size=args.num_images, generator=[image_generator(0, i) for i in indices],
                               num_inference_steps=steps, output_type="np", use_clipped_model_output=False).images
             images = (images * 255).round().astype(np.uint8)
         else:
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"  done: {name}", flush=True)
 
     full = next((v for k, v in rows.items() if "full chain" in k), None)
-    print(f"\n{args.checkpoint}, {args.num} images per sampler (seeds 0..{args.num - 1}); real: "
+    print(f"\n{args.checkpoint}, {args.num_images} images per sampler (seeds 0..{args.num_images - 1}); real: "
           f"{len(real_images)} held-out patches\n")
     print("| sampler | pixel std | mean-colour spread | saturated | spectrum vs full chain (dB) | spectrum vs real (dB) |")
     print("|---|---:|---:|---:|---:|---:|")

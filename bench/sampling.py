@@ -1,7 +1,7 @@
 """Sampling throughput, side by side in one run: the default student vs the shipped teacher vs a
 google/ddpm-cifar10-32-sized teacher, same scheduler (DDIM), same step count, same batch.
 
-    .venv/bin/python bench/sampling.py [--num 16,128] [--steps 10] [--rounds 3]
+    .venv/bin/python bench/sampling.py [--batch-sizes 16,128] [--steps 10] [--rounds 3]
 
 Speed does not depend on the weights, so the models are built from their configs (the shipped teacher
 from configs/teacher.yaml, the student from configs/default.yaml) with random weights; nothing is
@@ -32,7 +32,7 @@ from wgunet.training.teacher import teacher_architecture
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num", default="16,128", help="images per timed batch, comma-separated (default 16,128: "
+    parser.add_argument("--batch-sizes", default="16,128", help="images per timed batch, comma-separated (default 16,128: "
                         "batch 16 and sample.py's default batch at 32x32)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"DDIM, {args.steps} steps, {torch.get_num_threads()} threads, median of {args.rounds} rounds, "
           f"{'torch.compile' if args.compile else 'eager'}; torch.mm 2048^2 reaches {peak:.0f} GMAC/s here "
           f"(float32, on {device}, where the models run)")
-    for num in (int(n) for n in args.num.split(",")):
+    for num in (int(n) for n in args.batch_sizes.split(",")):
         if args.compile:
             torch._dynamo.reset()  # a fresh compilation at this batch size, as one sample.py run makes
             compile_seconds = {}

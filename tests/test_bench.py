@@ -15,7 +15,7 @@ def run(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 def test_sampling_benchmark_times_every_model_with_the_samplers_sample_py_builds():
-    out = run("bench/sampling.py", "--num", "2", "--steps", "2", "--rounds", "1")
+    out = run("bench/sampling.py", "--batch-sizes", "2", "--steps", "2", "--rounds", "1")
     for model in ("student (configs/default.yaml)", "shipped teacher", "google/ddpm-cifar10-32 architecture"):
         assert model in out
     assert "of peak" in out and "GMAC/s here" in out

@@ -1,4 +1,4 @@
-"""Sample images from a checkpoint: python sample.py CHECKPOINT --num N --out DIR
+"""Sample images from a checkpoint: python sample.py CHECKPOINT --num-images N --out DIR
 
 CHECKPOINT is a WG-UNet student exported by train.py (runs/default/model, or a run or checkpoint folder),
 a diffusers model or pipeline folder, or a Hub id such as google/ddpm-cifar10-32.

@@ -45,7 +45,7 @@ def _train(args: argparse.Namespace) -> None:
     config = load_run_config(args.config, args.overrides, DEFAULT_CONFIG, args.resume)
     model = train(config, resume=args.resume)
     if PartialState().is_main_process:
-        print(f"\nmodel: {model}\nsample from it:  python sample.py {model} --num 64 --out {model.parent / 'samples'}")
+        print(f"\nmodel: {model}\nsample from it:  python sample.py {model} --num-images 64 --out {model.parent / 'samples'}")
 
 
 if __name__ == "__main__":
