@@ -23,7 +23,7 @@ def test_sampling_benchmark_times_every_model_with_the_samplers_sample_py_builds
 
 def test_train_step_benchmark_reports_the_overhead_and_the_folded_blocks():
     out = run("bench/train_step.py", "--batch-size", "2", "--rounds", "1", "--precision", "no")
-    assert "overhead" in out and "four-band formulation (before)" in out
+    assert "overhead" in out and "four-band formulation (reference)" in out
 
 
 def test_gpu_check_runs_every_kind_of_row_at_toy_sizes(tmp_path):
@@ -33,3 +33,8 @@ def test_gpu_check_runs_every_kind_of_row_at_toy_sizes(tmp_path):
     for row in ("sample student, batch 8, DDIM 10, bfloat16, eager", "train batch 8, bf16, eager",
                 "resumed vs uninterrupted (batch 4): max |pixel difference| | 0 |"):
         assert row in table and row in out
+
+
+def test_folder_verification_benchmark_checks_a_folder_twice(tmp_path):
+    out = run("bench/verify_folder.py", "--num-images", "3", "--pixels", "8", "--work", str(tmp_path))
+    assert "| first (all decoded) | 3 |" in out and "| again (none changed) | 3 |" in out
