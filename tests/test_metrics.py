@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from wgunet.evaluation.features import MetricError, feature_extractor, teacher_features
-from wgunet.evaluation.fid import FidKid
+from wgunet.evaluation.features import MetricError, TeacherFeatures, feature_extractor, teacher_features, weights_fingerprint
+from wgunet.evaluation.fid import FidKid, ReferenceStatistics
 
 
 class MeanColour(nn.Module):
@@ -63,6 +63,30 @@ def test_offline_fid_grows_along_every_degradation_and_ranks_noise_last():
     assert scorer(rgb_noise(clean.shape)).fid.value > 2.5 * scorer(samples).fid.value
 
 
+SHIPPED_TEACHER_FEATURES = "9f24a331136e"
+
+
+def test_teacher_features_name_their_network_and_the_shipped_one_is_pinned():
+    """FID in teacher features means "in this network's features": the label carries the weights' fingerprint, the
+    same for an fp16 or fp32 load, another for any changed weight. The docs' teacher-feature FIDs were all measured
+    in the shipped teacher's network; replacing assets/teacher changes the default offline FID's features, so this
+    pin (and the fingerprint stated in docs/evaluation.md) must change with it, with a CHANGELOG.md entry."""
+    from wgunet.training.teacher import load_teacher
+
+    module = feature_extractor("teacher", teacher_features("assets/teacher"))
+    assert module.fingerprint == SHIPPED_TEACHER_FEATURES and f"weights {SHIPPED_TEACHER_FEATURES}" in module.label
+    retrained = load_teacher("assets/teacher", torch.float16)
+    assert weights_fingerprint(retrained.model) == SHIPPED_TEACHER_FEATURES
+    with torch.no_grad():
+        retrained.model.conv_out.bias[0] += 1e-3
+    assert weights_fingerprint(retrained.model) != SHIPPED_TEACHER_FEATURES
+    # FID statistics saved in the shipped teacher's features are refused by a run in another teacher's
+    shipped = ReferenceStatistics(np.zeros(4), np.eye(4), module.label, 10)
+    with pytest.raises(MetricError, match="made with 'teacher mid-block .* weights 9f24a331136e"):
+        FidKid(shipped, TeacherFeatures(*retrained, "assets/teacher"))
+    assert SHIPPED_TEACHER_FEATURES in Path("docs/evaluation.md").read_text()
+
+
 def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(MetricError, match="torch-fidelity|Inception weights not found: put weights-inception"):
@@ -80,7 +104,7 @@ def test_missing_extractors_say_what_to_do(monkeypatch, tmp_path):
 def test_fid_against_saved_statistics_is_fid_against_the_images(tmp_path):
     """Statistics of the reference set give the same FID as the reference images (KID needs the images, so it is
     left out), a set scored against its own statistics gives ~0, and statistics from other features are refused."""
-    from wgunet.evaluation.fid import ReferenceStatistics, read_fid_reference
+    from wgunet.evaluation.fid import read_fid_reference
     from wgunet.evaluation.outputs import write_fid_reference
 
     reference, generated = images(64, 0, 256, 0), images(64, 60, 256, 2)

@@ -1,7 +1,8 @@
 """Image embeddings for FID/KID and FINC; FINC's are cached as .npy files per (input, extractor).
 
 - ``teacher``: the teacher UNet's mid-block features at a small timestep (t = 10, seeded noise), averaged over
-  space. No extra weights, works offline. Checked on a degradation ladder of held-out patches (noise, blur,
+  space. No extra weights, works offline. Its label names the network by a fingerprint of its weights, so two
+  FIDs are in the same features exactly when their labels match. Checked on a degradation ladder of held-out patches (noise, blur,
   colour shift: FID grows with each step) and against pure noise, which it scores far worse than any model's
   samples (tests/test_metrics.py). A random-weights conv net ("randconv") used before failed that check (it
   barely saw blur and scored RGB noise close to the teacher's samples) and was removed.
@@ -74,8 +75,9 @@ class TeacherFeatures(nn.Module):
 
         self.unet, self.scheduler, self.autoencoder, self.taps = unet, scheduler, autoencoder, FeatureTaps(unet)
         self.cache_key = _input_key(source, "", {})  # the teacher's files: retrained, its features change
-        self.label = (f"teacher mid-block at t={TEACHER_TIMESTEP} ({source}); offline; compares sets scored with "
-                      "this same teacher only, NOT comparable to published FID")
+        self.fingerprint = weights_fingerprint(unet)
+        self.label = (f"teacher mid-block at t={TEACHER_TIMESTEP} ({source}, weights {self.fingerprint}); offline; "
+                      "compares sets scored with this same network only, NOT comparable to published FID")
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -90,6 +92,16 @@ class TeacherFeatures(nn.Module):
         noisy = self.scheduler.add_noise(x0, noise, t).to(self.unet.device, self.unet.dtype)
         self.unet(noisy, t.to(self.unet.device))  # wherever sampling left the teacher
         return self.taps.pop()["mid"].float().mean(dim=(-2, -1)).cpu()
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """The first 12 hex digits of a sha256 over a module's tensors (names, shapes and float32 values): the same on
+    every device and in fp32 or fp16 for fp16 weights; a retrained, replaced or lossily cast network gets another."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 class DINOv2Features(nn.Module):
