@@ -2,15 +2,16 @@
 held-out patches, the shipped teacher and a candidate, with the full ancestral chain (DDPM over every training
 step) and with DDIM 50, all on the same seeds:
 
-    python bench/teacher.py --new runs/teacher/model [--old assets/teacher] [--num-images 128] [--chain-images 64]
-                            [--features-of assets/teacher] [--work runs/teacher-compare]
+    python bench/teacher.py --new runs/teacher/model [--old assets/teacher] [--num-images 128] [--ddim-steps 50]
+                            [--chain-images 64] [--features-of assets/teacher] [--work runs/teacher-compare]
 
 Columns: pixel std and the spread (std) of the per-image mean colours, each also as a ratio to the real patches'
 (within 10% is the bar); the high-frequency ratio (1 is ideal) and the log-spectral distance in dB (0 is ideal),
 both against the held-out patches; FID against them in the features of the network given by --features-of (the
 shipped teacher by default, frozen for this comparison: a network that is neither candidate's own). Inception FID
 needs torch-fidelity and its weights in torch's hub cache; the column is left out without them. Sample folders are
-kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images.
+kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images; the
+first 36 images of each set, side by side, go to --work/grids.png.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from wgunet.common.pixels import to_signed
 from wgunet.evaluation.features import MetricError, feature_extractor, label, teacher_features
 from wgunet.evaluation.fid import FidKid
 from wgunet.evaluation.image_sets import load_image_set, open_image_set
+from wgunet.evaluation.outputs import write_png_bytes
+from wgunet.evaluation.plots import plot_grids
 from wgunet.evaluation.scores import score_sets
 from wgunet.sampling.samplers import run_sampling
 
@@ -40,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new", required=True, help="the candidate teacher (a pipeline folder or checkpoint model/)")
     parser.add_argument("--old", default="assets/teacher", help="the shipped teacher (default assets/teacher)")
-    parser.add_argument("--num-images", type=int, default=128, help="images per model with DDIM 50 (default 128)")
+    parser.add_argument("--num-images", type=int, default=128, help="images per model with DDIM (default 128)")
+    parser.add_argument("--ddim-steps", type=int, default=50, help="DDIM steps (default 50)")
     parser.add_argument("--chain-images", type=int, default=64,
                         help="images per model with the full ancestral chain (default 64; 0 skips it)")
     parser.add_argument("--features-of", default="assets/teacher",
@@ -63,15 +67,19 @@ def main() -> None:
               *scorers]
     rows = [["real held-out patches", "-", str(len(real)), f"{real_std:.4f}", "1.00", f"{real_spread:.4f}", "1.00",
              "1", "0", *["0"] * len(scorers)]]
-    runs = [("ddpm", None, args.chain_images, "full chain"), ("ddim", 50, args.num_images, "DDIM 50")]
+    runs = [("ddpm", None, args.chain_images, "full chain"),
+            ("ddim", args.ddim_steps, args.num_images, f"DDIM {args.ddim_steps}")]
+    panels = {"real held-out patches": real.images.permute(0, 2, 3, 1).numpy()}
     for scheduler, steps, num, sampler in runs:
         if not num:
             continue
         for name, checkpoint in (("shipped teacher", args.old), ("candidate", args.new)):
-            folder = Path(args.work) / f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}-{scheduler}"
+            folder = Path(args.work) / f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}-{scheduler}{steps or ''}"
             run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, resume=folder.is_dir())
             samples = open_image_set(folder)
-            std, spread = pixel_statistics(samples.load().images)
+            images = samples.load().images
+            panels[f"{name}, {sampler}"] = images.permute(0, 2, 3, 1).numpy()
+            std, spread = pixel_statistics(images)
             scores = score_sets({name: samples}, real, None, args.bootstrap).sets[name].scores
             fids = [f"{scorer(samples).fid.value:.2f}" for scorer in scorers.values()]
             rows.append([f"{name} ({checkpoint})", sampler, str(num), f"{std:.4f}", f"{std / real_std:.2f}",
@@ -79,6 +87,8 @@ def main() -> None:
                          f"{scores.high_frequency_ratio.value:.3f}", f"{scores.log_spectral_distance_db.value:.2f}",
                          *fids])
             print(" | ".join(rows[-1]), flush=True)
+    write_png_bytes(Path(args.work) / "grids.png", plot_grids(panels))
+    print(f"grids: {Path(args.work) / 'grids.png'}")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -38,3 +38,12 @@ def test_gpu_check_runs_every_kind_of_row_at_toy_sizes(tmp_path):
 def test_folder_verification_benchmark_checks_a_folder_twice(tmp_path):
     out = run("bench/verify_folder.py", "--num-images", "3", "--pixels", "8", "--work", str(tmp_path))
     assert "| first (all decoded) | 3 |" in out and "| again (none changed) | 3 |" in out
+
+
+def test_teacher_comparison_scores_the_sets_and_draws_the_grids(tmp_path):
+    """The shipped teacher against itself, 3 DDIM 5 images each (the full chain skipped: the same code with the
+    DDPM scheduler): the table's rows and the side-by-side grids of real, shipped and candidate."""
+    out = run("bench/teacher.py", "--new", "assets/teacher", "--num-images", "3", "--chain-images", "0",
+              "--ddim-steps", "5", "--bootstrap", "0", "--work", str(tmp_path))
+    assert "| candidate (assets/teacher) | DDIM 5 | 3 |" in out and "| real held-out patches | - | 1088 |" in out
+    assert "weights 9f24a331136e" in out and (tmp_path / "grids.png").stat().st_size > 10_000

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from wgunet.evaluation.definitions import SCORES  # noqa: E402
+from wgunet.evaluation.image_sets import make_grid  # noqa: E402
 from wgunet.evaluation.probe import ProbeResult  # noqa: E402
 
 # One order and one colour per image set in every table, grid and plot of the project.
@@ -92,6 +93,17 @@ def plot_modes(rows: list[tuple[str, np.ndarray]]) -> bytes:
             axes[row][column].imshow(image, interpolation="nearest")
     if not rows:
         axes[0][0].text(0.5, 0.5, "no mode above the noise floor", ha="center", va="center")
+    return _png(figure)
+
+
+def plot_grids(panels: dict[str, np.ndarray], images_per_panel: int = 36) -> bytes:
+    """Titled grids of uint8 (N, H, W, C) image sets side by side, the first ``images_per_panel`` of each."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False, dpi=100)
+    for axis, (title, images) in zip(axes[0], panels.items()):
+        axis.imshow(make_grid(images[:images_per_panel]), interpolation="nearest")
+        axis.set_title(title, fontsize=9)
+        axis.axis("off")
+    figure.tight_layout()
     return _png(figure)
 
 
