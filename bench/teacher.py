@@ -11,7 +11,7 @@ both against the held-out patches; FID against them in the features of the netwo
 shipped teacher by default, frozen for this comparison: a network that is neither candidate's own). Inception FID
 needs torch-fidelity and its weights in torch's hub cache; the column is left out without them. Sample folders are
 kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images; the
-first 36 images of each set, side by side, go to --work/grids.png.
+first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main() -> None:
              "1", "0", *["0"] * len(scorers)]]
     runs = [("ddpm", None, args.chain_images, "full chain"),
             ("ddim", args.ddim_steps, args.num_images, f"DDIM {args.ddim_steps}")]
-    panels = {"real held-out patches": real.images.permute(0, 2, 3, 1).numpy()}
+    spread_out = torch.linspace(0, len(real) - 1, 36).long()  # the held-out set comes photograph by photograph
+    panels = {"real held-out patches": real.images[spread_out].permute(0, 2, 3, 1).numpy()}
     for scheduler, steps, num, sampler in runs:
         if not num:
             continue
