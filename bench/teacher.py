@@ -75,7 +75,8 @@ def main() -> None:
         if not num:
             continue
         for name, checkpoint in (("shipped teacher", args.old), ("candidate", args.new)):
-            folder = Path(args.work) / f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}-{scheduler}{steps or ''}"
+            model = f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}"
+            folder = Path(args.work) / f"{model}-{scheduler}{steps or ''}"
             run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, resume=folder.is_dir())
             samples = open_image_set(folder)
             images = samples.load().images

@@ -5,7 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from wgunet.evaluation.features import MetricError, TeacherFeatures, feature_extractor, teacher_features, weights_fingerprint
+from wgunet.evaluation.features import (
+    MetricError,
+    TeacherFeatures,
+    feature_extractor,
+    teacher_features,
+    weights_fingerprint,
+)
 from wgunet.evaluation.fid import FidKid, ReferenceStatistics
 
 

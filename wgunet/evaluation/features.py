@@ -2,10 +2,10 @@
 
 - ``teacher``: the teacher UNet's mid-block features at a small timestep (t = 10, seeded noise), averaged over
   space. No extra weights, works offline. Its label names the network by a fingerprint of its weights, so two
-  FIDs are in the same features exactly when their labels match. Checked on a degradation ladder of held-out patches (noise, blur,
-  colour shift: FID grows with each step) and against pure noise, which it scores far worse than any model's
-  samples (tests/test_metrics.py). A random-weights conv net ("randconv") used before failed that check (it
-  barely saw blur and scored RGB noise close to the teacher's samples) and was removed.
+  FIDs are in the same features exactly when their labels match. Checked on a degradation ladder of held-out
+  patches (noise, blur, colour shift: FID grows with each step) and against pure noise, which it scores far worse
+  than any model's samples (tests/test_metrics.py). A random-weights conv net ("randconv") used before failed that
+  check (it barely saw blur and scored RGB noise close to the teacher's samples) and was removed.
 - ``inception``: torch-fidelity's Inception-V3 (optional extra ``[inception]``), the standard FID features; its
   weights file must already be in torch's hub cache, since nothing is downloaded here.
 - ``dinov2``: facebook/dinov2-base through transformers, from the local Hugging Face cache.
