@@ -7,8 +7,11 @@ step) and with DDIM 50, all on the same seeds:
 
 Columns: pixel std and the spread (std) of the per-image mean colours, each also as a ratio to the real patches'
 (within 10% is the bar); the high-frequency ratio (1 is ideal) and the log-spectral distance in dB (0 is ideal),
-both against the held-out patches; FID against them in the features of the network given by --features-of (the
-shipped teacher by default, frozen for this comparison: a network that is neither candidate's own). Inception FID
+both against the held-out patches, with their 95% bootstrap intervals; FID against them in the features of the
+network given by --features-of (the shipped teacher by default, frozen for this comparison: a network that is
+neither candidate's own). Each sampler's rows start with the training patches themselves: --draws random draws
+(seeded) of as many patches as the models' images, each scored the same way, as the median and the range of the
+middle 95% of draws: what a teacher that reproduced its training data exactly would score. Inception FID
 needs torch-fidelity and its weights in torch's hub cache; the column is left out without them. Sample folders are
 kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images; the
 first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png.
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 from wgunet.common.pixels import to_signed
+from wgunet.common.results import Estimate
 from wgunet.evaluation.features import MetricError, feature_extractor, label, teacher_features
 from wgunet.evaluation.fid import FidKid
 from wgunet.evaluation.image_sets import load_image_set, open_image_set
@@ -39,6 +43,19 @@ def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
     return x.std().item(), x.mean((2, 3)).std().item()
 
 
+def with_interval(estimate: Estimate, digits: int) -> str:
+    """"1.95 (1.38-3.02)": the value and its 95% bootstrap interval (the value alone without resamples)."""
+    low, high = estimate.ci95
+    interval = f" ({low:.{digits}f}-{high:.{digits}f})" if low != high else ""
+    return f"{estimate.value:.{digits}f}{interval}"
+
+
+def median_and_range(values: list[float], digits: int) -> str:
+    """"2.54 (1.51-3.83)": the median of the draws' values and the range of their middle 95%."""
+    low, middle, high = torch.tensor(values).quantile(torch.tensor([0.025, 0.5, 0.975])).tolist()
+    return f"{middle:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new", required=True, help="the candidate teacher (a pipeline folder or checkpoint model/)")
@@ -50,6 +67,8 @@ def main() -> None:
     parser.add_argument("--features-of", default="assets/teacher",
                         help="the frozen network whose features FID uses (default the shipped teacher)")
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples for the intervals (default 200)")
+    parser.add_argument("--draws", type=int, default=100,
+                        help="random draws of the training patches for their rows (default 100)")
     parser.add_argument("--work", default="runs/teacher-compare", help="folder for the sample folders")
     args = parser.parse_args()
 
@@ -71,24 +90,42 @@ def main() -> None:
             ("ddim", args.ddim_steps, args.num_images, f"DDIM {args.ddim_steps}")]
     spread_out = torch.linspace(0, len(real) - 1, 36).long()  # the held-out set comes photograph by photograph
     panels = {"real held-out patches": real.images[spread_out].permute(0, 2, 3, 1).numpy()}
+    training = load_image_set("patches:train", 32)
+
+    def measure(name: str, sampler: str, images: torch.Tensor) -> None:
+        std, spread = pixel_statistics(images)
+        scores = score_sets({name: images}, real, None, args.bootstrap).sets[name].scores
+        fids = [f"{scorer(images).fid.value:.2f}" for scorer in scorers.values()]
+        rows.append([name, sampler, str(len(images)), f"{std:.4f}", f"{std / real_std:.2f}", f"{spread:.4f}",
+                     f"{spread / real_spread:.2f}", with_interval(scores.high_frequency_ratio, 3),
+                     with_interval(scores.log_spectral_distance_db, 2), *fids])
+        print(" | ".join(rows[-1]), flush=True)
+
+    def measure_training(sampler: str, num: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        draws = [torch.randperm(len(training), generator=generator)[:num] for _ in range(args.draws)]
+        std, spread = torch.tensor([pixel_statistics(training.images[d]) for d in draws]).median(0).values.tolist()
+        sets = score_sets({str(i): training.images[d] for i, d in enumerate(draws)}, real, None, 0).sets
+        scores = [sets[str(i)].scores for i in range(len(draws))]
+        fids = [median_and_range([scorer(training.images[d]).fid.value for d in draws], 2)
+                for scorer in scorers.values()]
+        rows.append([f"training patches (median of {len(draws)} draws)", sampler, str(num), f"{std:.4f}",
+                     f"{std / real_std:.2f}", f"{spread:.4f}", f"{spread / real_spread:.2f}",
+                     median_and_range([x.high_frequency_ratio.value for x in scores], 3),
+                     median_and_range([x.log_spectral_distance_db.value for x in scores], 2), *fids])
+        print(" | ".join(rows[-1]), flush=True)
+
     for scheduler, steps, num, sampler in runs:
         if not num:
             continue
+        measure_training(sampler, num)
         for name, checkpoint in (("shipped teacher", args.old), ("candidate", args.new)):
             model = f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}"
             folder = Path(args.work) / f"{model}-{scheduler}{steps or ''}"
             run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, resume=folder.is_dir())
-            samples = open_image_set(folder)
-            images = samples.load().images
+            images = open_image_set(folder).load().images
             panels[f"{name}, {sampler}"] = images.permute(0, 2, 3, 1).numpy()
-            std, spread = pixel_statistics(images)
-            scores = score_sets({name: samples}, real, None, args.bootstrap).sets[name].scores
-            fids = [f"{scorer(samples).fid.value:.2f}" for scorer in scorers.values()]
-            rows.append([f"{name} ({checkpoint})", sampler, str(num), f"{std:.4f}", f"{std / real_std:.2f}",
-                         f"{spread:.4f}", f"{spread / real_spread:.2f}",
-                         f"{scores.high_frequency_ratio.value:.3f}", f"{scores.log_spectral_distance_db.value:.2f}",
-                         *fids])
-            print(" | ".join(rows[-1]), flush=True)
+            measure(f"{name} ({checkpoint})", sampler, images)
     write_png_bytes(Path(args.work) / "grids.png", plot_grids(panels))
     print(f"grids: {Path(args.work) / 'grids.png'}")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
