@@ -119,6 +119,17 @@ def test_sample_then_eval_spectrum_and_probe_end_to_end(tiny_teacher, tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_built_in_splits_compared_with_each_other_are_cut_at_32_px(tmp_path):
+    """No set read from files gives a size: the training patches against the held-out ones, at the shipped teacher's
+    32 px. The held-out right-most fifth of each photograph is smoother: the training split carries more power."""
+    result = subprocess.run([sys.executable, "eval.py", "spectrum", "--generated", "train=patches:train", "--features",
+                             "none", "--bootstrap", "0", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    scores = metrics["sets"]["train"]["scores"]
+    assert scores["high_frequency_ratio"]["value"] > 1 and scores["log_spectral_distance_db"]["value"] > 1
+
+
 def test_eval_fid_ref_then_spectrum_with_it(tiny_teacher, tmp_path, monkeypatch, capsys):
     """`eval.py fid-ref` writes the statistics; `eval.py spectrum --fid-ref` gives the FID of the images path."""
     import runpy

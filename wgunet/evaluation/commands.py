@@ -16,21 +16,22 @@ from wgunet.evaluation.probe import ProbeResult, spectral_probe
 from wgunet.evaluation.scores import ModeComparison, SpectrumResult, compare_modes, score_sets
 from wgunet.evaluation.stig import StigConfig, load_refiner, paper_config, refine, train_refiner
 from wgunet.sampling.loading import load_model
-from wgunet.training.data import DataError, builtin_set
+from wgunet.training.data import BUILTIN_SIZE, DataError, builtin_set
 
 
 def open_sets(sources: dict[str, str], limit: int | None = None) -> dict[str, ImageSource]:
     """Each named source opened to read in batches (its first ``limit`` images); built-in sets are cut at the size of
-    the first set read from files, the size they are compared at."""
+    the first set read from files, the size they are compared at, or at the shipped teacher's 32 px when every set
+    is built in (patches:train against patches:heldout)."""
     files = {name: open_image_set(source).first(limit) for name, source in sources.items() if not builtin_set(source)}
-    size = next(iter(files.values())).size[0] if files else None
+    size = next(iter(files.values())).size[0] if files else BUILTIN_SIZE
     return {name: files.get(name) or open_image_set(source, size).first(limit) for name, source in sources.items()}
 
 
 def fid_reference(source: str, out: Path, *, features: str, teacher: str) -> ReferenceStatistics:
-    """The FID statistics of a set, written to ``out`` (.npz) for reuse with --fid-ref (a built-in set at 32 px, the
-    size of the shipped teacher)."""
-    image_set = open_image_set(source, size=32)
+    """The FID statistics of a set, written to ``out`` (.npz) for reuse with --fid-ref (a built-in set at the shipped
+    teacher's 32 px)."""
+    image_set = open_image_set(source, size=BUILTIN_SIZE)
     if len(image_set) < 2:
         raise MetricError("FID statistics need at least 2 images")
     extractor = feature_extractor(features, teacher_features(teacher))

@@ -37,6 +37,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
 PATCH_SCALES = (1, 2, 4)  # each photograph is also cut after 2x and 4x area downsampling
 HELDOUT_FRACTION = 0.2
+BUILTIN_SIZE = 32  # the shipped teacher's size: built-in sets compared with no other images are cut at it
 
 
 class DataError(UserError, ValueError):
