@@ -68,7 +68,7 @@ def main() -> None:
                         help="the frozen network whose features FID uses (default the shipped teacher)")
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples for the intervals (default 200)")
     parser.add_argument("--draws", type=int, default=100,
-                        help="random draws of the training patches for their rows (default 100)")
+                        help="random draws of the training patches for their rows (default 100; 0 leaves them out)")
     parser.add_argument("--work", default="runs/teacher-compare", help="folder for the sample folders")
     args = parser.parse_args()
 
@@ -92,14 +92,16 @@ def main() -> None:
     panels = {"real held-out patches": real.images[spread_out].permute(0, 2, 3, 1).numpy()}
     training = load_image_set("patches:train", 32)
 
-    def measure(name: str, sampler: str, images: torch.Tensor) -> None:
-        std, spread = pixel_statistics(images)
-        scores = score_sets({name: images}, real, None, args.bootstrap).sets[name].scores
-        fids = [f"{scorer(images).fid.value:.2f}" for scorer in scorers.values()]
-        rows.append([name, sampler, str(len(images)), f"{std:.4f}", f"{std / real_std:.2f}", f"{spread:.4f}",
-                     f"{spread / real_spread:.2f}", with_interval(scores.high_frequency_ratio, 3),
-                     with_interval(scores.log_spectral_distance_db, 2), *fids])
+    def add(name: str, sampler: str, num: int, std: float, spread: float, *scores: str) -> None:
+        rows.append([name, sampler, str(num), f"{std:.4f}", f"{std / real_std:.2f}", f"{spread:.4f}",
+                     f"{spread / real_spread:.2f}", *scores])
         print(" | ".join(rows[-1]), flush=True)
+
+    def measure(name: str, sampler: str, images: torch.Tensor) -> None:
+        scores = score_sets({name: images}, real, None, args.bootstrap).sets[name].scores
+        add(name, sampler, len(images), *pixel_statistics(images), with_interval(scores.high_frequency_ratio, 3),
+            with_interval(scores.log_spectral_distance_db, 2),
+            *[f"{scorer(images).fid.value:.2f}" for scorer in scorers.values()])
 
     def measure_training(sampler: str, num: int) -> None:
         generator = torch.Generator().manual_seed(0)
@@ -107,18 +109,17 @@ def main() -> None:
         std, spread = torch.tensor([pixel_statistics(training.images[d]) for d in draws]).median(0).values.tolist()
         sets = score_sets({str(i): training.images[d] for i, d in enumerate(draws)}, real, None, 0).sets
         scores = [sets[str(i)].scores for i in range(len(draws))]
-        fids = [median_and_range([scorer(training.images[d]).fid.value for d in draws], 2)
-                for scorer in scorers.values()]
-        rows.append([f"training patches (median of {len(draws)} draws)", sampler, str(num), f"{std:.4f}",
-                     f"{std / real_std:.2f}", f"{spread:.4f}", f"{spread / real_spread:.2f}",
-                     median_and_range([x.high_frequency_ratio.value for x in scores], 3),
-                     median_and_range([x.log_spectral_distance_db.value for x in scores], 2), *fids])
-        print(" | ".join(rows[-1]), flush=True)
+        add(f"training patches (median of {len(draws)} draws)", sampler, num, std, spread,
+            median_and_range([x.high_frequency_ratio.value for x in scores], 3),
+            median_and_range([x.log_spectral_distance_db.value for x in scores], 2),
+            *[median_and_range([scorer(training.images[d]).fid.value for d in draws], 2)
+              for scorer in scorers.values()])
 
     for scheduler, steps, num, sampler in runs:
         if not num:
             continue
-        measure_training(sampler, num)
+        if args.draws > 0:
+            measure_training(sampler, num)
         for name, checkpoint in (("shipped teacher", args.old), ("candidate", args.new)):
             model = f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}"
             folder = Path(args.work) / f"{model}-{scheduler}{steps or ''}"
