@@ -14,12 +14,15 @@ neither candidate's own). Each sampler's rows start with the training patches th
 middle 95% of draws: what a teacher that reproduced its training data exactly would score. Inception FID
 needs torch-fidelity and its weights in torch's hub cache; the column is left out without them. Sample folders are
 kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images; the
-first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png.
+first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png. The last lines
+say, for the candidate and for the training patches (their medians), how many of the fixed measures each passes
+against the shipped teacher and which it misses (a tie misses).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,6 +40,29 @@ from wgunet.sampling.samplers import run_sampling
 BAR = 0.10  # pixel std and colour spread within 10% of the real patches'
 
 
+@dataclass
+class Measures:
+    """One set's measures against the held-out patches: pixel std and colour spread as ratios to theirs."""
+
+    std: float
+    spread: float
+    hf_ratio: float
+    lsd_db: float
+    fids: list[float]
+
+
+def misses(new: Measures, old: Measures, fid_names: list[str]) -> list[str]:
+    """The fixed measures by which `new` is not better than the shipped teacher's `old` (a tie is not better)."""
+    missed = [f"{name} {ratio:.2f} x real" for name, ratio in (("pixel std", new.std), ("colour spread", new.spread))
+              if abs(ratio - 1) > BAR]
+    if abs(new.hf_ratio - 1) >= abs(old.hf_ratio - 1):
+        missed.append(f"HF ratio {new.hf_ratio:.3f} vs {old.hf_ratio:.3f}")
+    if new.lsd_db >= old.lsd_db:
+        missed.append(f"LSD {new.lsd_db:.2f} vs {old.lsd_db:.2f} dB")
+    missed += [f"{name} {a:.2f} vs {b:.2f}" for name, a, b in zip(fid_names, new.fids, old.fids) if a >= b]
+    return missed
+
+
 def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
     """(pixel std, std of the per-image mean colours) of uint8 images, in [-1, 1]."""
     x = to_signed(images)
@@ -48,6 +74,10 @@ def with_interval(estimate: Estimate, digits: int) -> str:
     low, high = estimate.ci95
     interval = f" ({low:.{digits}f}-{high:.{digits}f})" if low != high else ""
     return f"{estimate.value:.{digits}f}{interval}"
+
+
+def median(values: list[float]) -> float:
+    return torch.tensor(values).quantile(0.5).item()
 
 
 def median_and_range(values: list[float], digits: int) -> str:
@@ -91,17 +121,21 @@ def main() -> None:
     spread_out = torch.linspace(0, len(real) - 1, 36).long()  # the held-out set comes photograph by photograph
     panels = {"real held-out patches": real.images[spread_out].permute(0, 2, 3, 1).numpy()}
     training = load_image_set("patches:train", 32)
+    measured: dict[tuple[str, str], Measures] = {}  # (who, sampler) -> measures, for the verdict
 
     def add(name: str, sampler: str, num: int, std: float, spread: float, *scores: str) -> None:
         rows.append([name, sampler, str(num), f"{std:.4f}", f"{std / real_std:.2f}", f"{spread:.4f}",
                      f"{spread / real_spread:.2f}", *scores])
         print(" | ".join(rows[-1]), flush=True)
 
-    def measure(name: str, sampler: str, images: torch.Tensor) -> None:
+    def measure(who: str, name: str, sampler: str, images: torch.Tensor) -> None:
         scores = score_sets({name: images}, real, None, args.bootstrap).sets[name].scores
-        add(name, sampler, len(images), *pixel_statistics(images), with_interval(scores.high_frequency_ratio, 3),
-            with_interval(scores.log_spectral_distance_db, 2),
-            *[f"{scorer(images).fid.value:.2f}" for scorer in scorers.values()])
+        std, spread = pixel_statistics(images)
+        fids = [scorer(images).fid.value for scorer in scorers.values()]
+        measured[who, sampler] = Measures(std / real_std, spread / real_spread, scores.high_frequency_ratio.value,
+                                          scores.log_spectral_distance_db.value, fids)
+        add(name, sampler, len(images), std, spread, with_interval(scores.high_frequency_ratio, 3),
+            with_interval(scores.log_spectral_distance_db, 2), *[f"{fid:.2f}" for fid in fids])
 
     def measure_training(sampler: str, num: int) -> None:
         generator = torch.Generator().manual_seed(0)
@@ -109,11 +143,13 @@ def main() -> None:
         std, spread = torch.tensor([pixel_statistics(training.images[d]) for d in draws]).median(0).values.tolist()
         sets = score_sets({str(i): training.images[d] for i, d in enumerate(draws)}, real, None, 0).sets
         scores = [sets[str(i)].scores for i in range(len(draws))]
+        hf_ratios = [x.high_frequency_ratio.value for x in scores]
+        lsds = [x.log_spectral_distance_db.value for x in scores]
+        fids = [[scorer(training.images[d]).fid.value for d in draws] for scorer in scorers.values()]
+        measured["training patches", sampler] = Measures(std / real_std, spread / real_spread, median(hf_ratios),
+                                                         median(lsds), [median(v) for v in fids])
         add(f"training patches (median of {len(draws)} draws)", sampler, num, std, spread,
-            median_and_range([x.high_frequency_ratio.value for x in scores], 3),
-            median_and_range([x.log_spectral_distance_db.value for x in scores], 2),
-            *[median_and_range([scorer(training.images[d]).fid.value for d in draws], 2)
-              for scorer in scorers.values()])
+            median_and_range(hf_ratios, 3), median_and_range(lsds, 2), *[median_and_range(v, 2) for v in fids])
 
     for scheduler, steps, num, sampler in runs:
         if not num:
@@ -126,7 +162,7 @@ def main() -> None:
             run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, resume=folder.is_dir())
             images = open_image_set(folder).load().images
             panels[f"{name}, {sampler}"] = images.permute(0, 2, 3, 1).numpy()
-            measure(f"{name} ({checkpoint})", sampler, images)
+            measure(name, f"{name} ({checkpoint})", sampler, images)
     write_png_bytes(Path(args.work) / "grids.png", plot_grids(panels))
     print(f"grids: {Path(args.work) / 'grids.png'}")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
@@ -134,6 +170,14 @@ def main() -> None:
         print("| " + " | ".join(row) + " |")
     print(f"\nThe bar: pixel std and colour spread within {BAR:.0%} of the real patches', HF ratio closer to 1, "
           "LSD and each FID lower than the shipped teacher's, with both samplers.")
+    samplers = [sampler for _, _, num, sampler in runs if num]
+    for who in ("candidate", "training patches"):
+        if (who, samplers[0]) not in measured:
+            continue
+        missed = [f"{sampler}: {miss}" for sampler in samplers
+                  for miss in misses(measured[who, sampler], measured["shipped teacher", sampler], list(scorers))]
+        total = (4 + len(scorers)) * len(samplers)
+        print(f"{who}: passes {total - len(missed)} of {total}" + (f"; misses {'; '.join(missed)}" if missed else ""))
 
 
 if __name__ == "__main__":

@@ -42,10 +42,13 @@ def test_folder_verification_benchmark_checks_a_folder_twice(tmp_path):
 
 def test_teacher_comparison_scores_the_sets_and_draws_the_grids(tmp_path):
     """The shipped teacher against itself, 3 DDIM 5 images each (the full chain skipped: the same code with the
-    DDPM scheduler): the table's rows, the training patches' own scores over random draws, and the side-by-side
-    grids of real, shipped and candidate."""
+    DDPM scheduler): the table's rows, the training patches' own scores over random draws, the verdict, and the
+    side-by-side grids of real, shipped and candidate."""
     out = run("bench/teacher.py", "--new", "assets/teacher", "--num-images", "3", "--chain-images", "0",
               "--ddim-steps", "5", "--bootstrap", "0", "--draws", "2", "--work", str(tmp_path))
     assert "| candidate (assets/teacher) | DDIM 5 | 3 |" in out and "| real held-out patches | - | 1088 |" in out
     assert "| training patches (median of 2 draws) | DDIM 5 | 3 |" in out
+    # A candidate identical to the shipped teacher is not better: its HF ratio, LSD and FID tie, and a tie misses.
+    verdict = next(line for line in out.splitlines() if line.startswith("candidate: passes"))
+    assert all(f"DDIM 5: {measure}" in verdict for measure in ("HF ratio", "LSD", "FID (frozen teacher features)"))
     assert "weights 9f24a331136e" in out and (tmp_path / "grids.png").stat().st_size > 10_000
