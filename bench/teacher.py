@@ -172,7 +172,7 @@ def main() -> None:
           "LSD and each FID lower than the shipped teacher's, with both samplers.")
     samplers = [sampler for _, _, num, sampler in runs if num]
     for who in ("candidate", "training patches"):
-        if (who, samplers[0]) not in measured:
+        if not samplers or not all((who, sampler) in measured for sampler in samplers):
             continue
         missed = [f"{sampler}: {miss}" for sampler in samplers
                   for miss in misses(measured[who, sampler], measured["shipped teacher", sampler], list(scorers))]
