@@ -16,7 +16,8 @@ needs torch-fidelity and its weights in torch's hub cache; the column is left ou
 kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images; the
 first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png. The last lines
 say, for the candidate and for the training patches (their medians), how many of the fixed measures each passes
-against the shipped teacher and which it misses (a tie misses).
+against the shipped teacher and which it misses (a tie misses), and in how many draws the training patches pass
+every measure, and each one: the chance that a teacher that reproduced its data exactly would pass the bar.
 """
 
 from __future__ import annotations
@@ -51,16 +52,34 @@ class Measures:
     fids: list[float]
 
 
+def checks(new: Measures, old: Measures, fid_names: list[str]) -> list[tuple[str, bool, str]]:
+    """Each fixed measure as (name, passed, what was measured): is `new` better than the shipped teacher's `old`
+    (a tie is not better)?"""
+    result = [(name, abs(ratio - 1) <= BAR, f"{name} {ratio:.2f} x real")
+              for name, ratio in (("pixel std", new.std), ("colour spread", new.spread))]
+    result.append(("HF ratio", abs(new.hf_ratio - 1) < abs(old.hf_ratio - 1),
+                   f"HF ratio {new.hf_ratio:.3f} vs {old.hf_ratio:.3f}"))
+    result.append(("LSD", new.lsd_db < old.lsd_db, f"LSD {new.lsd_db:.2f} vs {old.lsd_db:.2f} dB"))
+    result += [(name, a < b, f"{name} {a:.2f} vs {b:.2f}") for name, a, b in zip(fid_names, new.fids, old.fids)]
+    return result
+
+
 def misses(new: Measures, old: Measures, fid_names: list[str]) -> list[str]:
-    """The fixed measures by which `new` is not better than the shipped teacher's `old` (a tie is not better)."""
-    missed = [f"{name} {ratio:.2f} x real" for name, ratio in (("pixel std", new.std), ("colour spread", new.spread))
-              if abs(ratio - 1) > BAR]
-    if abs(new.hf_ratio - 1) >= abs(old.hf_ratio - 1):
-        missed.append(f"HF ratio {new.hf_ratio:.3f} vs {old.hf_ratio:.3f}")
-    if new.lsd_db >= old.lsd_db:
-        missed.append(f"LSD {new.lsd_db:.2f} vs {old.lsd_db:.2f} dB")
-    missed += [f"{name} {a:.2f} vs {b:.2f}" for name, a, b in zip(fid_names, new.fids, old.fids) if a >= b]
-    return missed
+    """The fixed measures by which `new` is not better than the shipped teacher's `old`."""
+    return [measured for _, passed, measured in checks(new, old, fid_names) if not passed]
+
+
+def chance_of_data(each_draw: dict[str, list[Measures]], shipped: dict[str, Measures], fid_names: list[str]) -> str:
+    """How often the training patches themselves pass the bar, draw by draw (draw i of each sampler together):
+    the chance that a teacher that reproduced its data exactly would pass, measured as the bench measures one."""
+    results = {sampler: [checks(draw, shipped[sampler], fid_names) for draw in draws]
+               for sampler, draws in each_draw.items()}
+    num = min(len(draws) for draws in results.values())
+    all_pass = sum(all(passed for sampler in results for _, passed, _ in results[sampler][i]) for i in range(num))
+    each = "; ".join(f"{sampler}: " + ", ".join(f"{name} {sum(draw[j][1] for draw in draws[:num])}"
+                                               for j, (name, _, _) in enumerate(draws[0]))
+                     for sampler, draws in results.items())
+    return f"training patches, draw by draw: {all_pass} of {num} draws pass every measure; draws passing each: {each}"
 
 
 def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
@@ -122,6 +141,7 @@ def main() -> None:
     panels = {"real held-out patches": real.images[spread_out].permute(0, 2, 3, 1).numpy()}
     training = load_image_set("patches:train", 32)
     measured: dict[tuple[str, str], Measures] = {}  # (who, sampler) -> measures, for the verdict
+    each_draw: dict[str, list[Measures]] = {}  # sampler -> the training patches' measures, draw by draw
 
     def add(name: str, sampler: str, num: int, std: float, spread: float, *scores: str) -> None:
         rows.append([name, sampler, str(num), f"{std:.4f}", f"{std / real_std:.2f}", f"{spread:.4f}",
@@ -140,7 +160,8 @@ def main() -> None:
     def measure_training(sampler: str, num: int) -> None:
         generator = torch.Generator().manual_seed(0)
         draws = [torch.randperm(len(training), generator=generator)[:num] for _ in range(args.draws)]
-        std, spread = torch.tensor([pixel_statistics(training.images[d]) for d in draws]).median(0).values.tolist()
+        statistics = torch.tensor([pixel_statistics(training.images[d]) for d in draws])
+        std, spread = statistics.median(0).values.tolist()
         sets = score_sets({str(i): training.images[d] for i, d in enumerate(draws)}, real, None, 0).sets
         scores = [sets[str(i)].scores for i in range(len(draws))]
         hf_ratios = [x.high_frequency_ratio.value for x in scores]
@@ -148,6 +169,9 @@ def main() -> None:
         fids = [[scorer(training.images[d]).fid.value for d in draws] for scorer in scorers.values()]
         measured["training patches", sampler] = Measures(std / real_std, spread / real_spread, median(hf_ratios),
                                                          median(lsds), [median(v) for v in fids])
+        each_draw[sampler] = [Measures(draw_std / real_std, draw_spread / real_spread, hf, lsd, fid)
+                              for (draw_std, draw_spread), hf, lsd, *fid in zip(statistics.tolist(), hf_ratios, lsds,
+                                                                               *fids)]
         add(f"training patches (median of {len(draws)} draws)", sampler, num, std, spread,
             median_and_range(hf_ratios, 3), median_and_range(lsds, 2), *[median_and_range(v, 2) for v in fids])
 
@@ -178,6 +202,8 @@ def main() -> None:
                   for miss in misses(measured[who, sampler], measured["shipped teacher", sampler], list(scorers))]
         total = (4 + len(scorers)) * len(samplers)
         print(f"{who}: passes {total - len(missed)} of {total}" + (f"; misses {'; '.join(missed)}" if missed else ""))
+    if samplers and all(sampler in each_draw for sampler in samplers):
+        print(chance_of_data(each_draw, {s: measured["shipped teacher", s] for s in samplers}, list(scorers)))
 
 
 if __name__ == "__main__":

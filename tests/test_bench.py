@@ -3,8 +3,12 @@ only that the scripts work against the package as it is)."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from teacher import Measures, chance_of_data  # noqa: E402
 
 
 def run(script: str, *args: str) -> str:
@@ -52,3 +56,17 @@ def test_teacher_comparison_scores_the_sets_and_draws_the_grids(tmp_path):
     verdict = next(line for line in out.splitlines() if line.startswith("candidate: passes"))
     assert all(f"DDIM 5: {measure}" in verdict for measure in ("HF ratio", "LSD", "FID (frozen teacher features)"))
     assert "weights 9f24a331136e" in out and (tmp_path / "grids.png").stat().st_size > 10_000
+    assert "training patches, draw by draw: " in out and " of 2 draws pass every measure" in out
+
+
+def test_the_chance_of_data_counts_the_draws_that_pass_every_measure_of_both_samplers():
+    """Three draws against a shipped teacher with HF ratio 0.9, LSD 2 dB, FID 10: draw 0 passes everything, draw 1
+    misses the full chain's LSD (a tie), draw 2 the DDIM colour spread (12% over): one draw of three passes all."""
+    shipped = Measures(1.0, 1.0, 0.9, 2.0, [10.0])
+    good = Measures(1.05, 0.95, 1.05, 1.5, [8.0])
+    each_draw = {"full chain": [good, Measures(1.0, 1.0, 1.0, 2.0, [8.0]), good],
+                 "DDIM 50": [good, good, Measures(1.0, 1.12, 1.0, 1.0, [5.0])]}
+    line = chance_of_data(each_draw, {"full chain": shipped, "DDIM 50": shipped}, ["FID"])
+    assert "1 of 3 draws pass every measure" in line
+    assert "full chain: pixel std 3, colour spread 3, HF ratio 3, LSD 2, FID 3" in line
+    assert "DDIM 50: pixel std 3, colour spread 2, HF ratio 3, LSD 3, FID 3" in line
