@@ -74,12 +74,13 @@ def chance_of_data(each_draw: dict[str, list[Measures]], shipped: dict[str, Meas
     the chance that a teacher that reproduced its data exactly would pass, measured as the bench measures one."""
     results = {sampler: [checks(draw, shipped[sampler], fid_names) for draw in draws]
                for sampler, draws in each_draw.items()}
-    num = min(len(draws) for draws in results.values())
-    all_pass = sum(all(passed for sampler in results for _, passed, _ in results[sampler][i]) for i in range(num))
-    each = "; ".join(f"{sampler}: " + ", ".join(f"{name} {sum(draw[j][1] for draw in draws[:num])}"
+    together = list(zip(*results.values()))  # every sampler's checks of draw i
+    all_pass = sum(all(passed for draw in draws for _, passed, _ in draw) for draws in together)
+    each = "; ".join(f"{sampler}: " + ", ".join(f"{name} {sum(draw[j][1] for draw in draws)}"
                                                for j, (name, _, _) in enumerate(draws[0]))
                      for sampler, draws in results.items())
-    return f"training patches, draw by draw: {all_pass} of {num} draws pass every measure; draws passing each: {each}"
+    return (f"training patches, draw by draw: {all_pass} of {len(together)} draws pass every measure; "
+            f"draws passing each: {each}")
 
 
 def pixel_statistics(images: torch.Tensor) -> tuple[float, float]:
