@@ -256,18 +256,31 @@ def test_dtype_auto_is_bfloat16_on_a_gpu_that_has_it_and_float32_elsewhere(monke
     assert pick_dtype("auto", torch.device("cuda")) == "float32"
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, warned", [(False, False, True), (True, False, False), (False, True, False)])
+def test_bfloat16_on_a_cpu_that_emulates_it_is_warned_once(monkeypatch, tmp_path, capsys, avx512_bf16, amx, warned):
+    from wgunet.common.devices import emulated_bfloat16_warning
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert emulated_bfloat16_warning(torch.device("cuda")) is None  # GPUs compute in bf16
+    run_sampling("assets/teacher", 1, tmp_path / "bf16", steps=1, dtype="bfloat16")
+    run_sampling("assets/teacher", 1, tmp_path / "fp32", steps=1, dtype="float32")
+    lines = [line for line in capsys.readouterr().err.splitlines() if "emulated" in line]
+    assert lines == (["warning: this CPU has no AVX-512 BF16 or AMX, so bfloat16 is emulated and many times slower "
+                      "than float32 here; use float32 (mixed_precision=no, --dtype float32)"] if warned else [])
+
+
 def test_bfloat16_sampling_makes_the_shipped_teachers_images_of_float32(tmp_path):
-    """The model under bf16 autocast, the sampler in float32: on 32 seeds, DDIM 20, pixel std and mean-colour spread
-    within 3% of float32's and the reduced spectrum within 0.5 dB on average (measured: 0.3%, 0.2%, 0.18 dB)."""
-    stats = {}
+    """The model under bf16 autocast, the sampler in float32: from the same 8 seeds, DDIM 10, each image is float32's
+    to within 5 of 255 on average (measured: 1.1 to 3.0). Few images: a CPU without AVX-512 BF16 or AMX emulates
+    bf16, about 18x slower than float32."""
+    images = {}
     for dtype in ("float32", "bfloat16"):
-        record = run_sampling("assets/teacher", 32, tmp_path / dtype, scheduler="ddim", steps=20, dtype=dtype)
+        record = run_sampling("assets/teacher", 8, tmp_path / dtype, scheduler="ddim", steps=10, dtype=dtype)
         assert record["dtype"] == dtype
-        stats[dtype] = image_statistics(pngs(tmp_path / dtype))
-    full, half = stats["float32"], stats["bfloat16"]
-    assert half["std"] == pytest.approx(full["std"], rel=0.03) and half["spread"] == pytest.approx(full["spread"], rel=0.03)
-    assert half["saturated"] == pytest.approx(full["saturated"], abs=0.01)
-    assert (10 * torch.log10(half["spectrum"] / full["spectrum"])).abs().mean() < 0.5
+        images[dtype] = pngs(tmp_path / dtype).astype(float)
+    per_image = np.abs(images["float32"] - images["bfloat16"]).reshape(8, -1).mean(axis=1)
+    assert per_image.max() < 5
 
 
 @pytest.mark.parametrize("name, message", [("cuda", "this machine has no accelerator"),

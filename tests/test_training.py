@@ -143,14 +143,18 @@ def test_switched_off_terms_skip_the_teacher_and_its_aligners(tiny_run):
     assert list(model.pairs) == ["mid"] and teacher is not None
 
 
-def test_teacher_mode_trains_a_plain_unet_with_the_ddpm_loss(tmp_path):
+def test_teacher_mode_trains_a_plain_unet_with_the_ddpm_loss_in_bf16_and_warns_where_the_cpu_emulates_it(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     config = load_config("configs/teacher.yaml", [
         "unet.block_out_channels=[8,16,16,16]", "unet.norm_num_groups=8", "unet.attention_head_dim=8", "max_steps=2",
-        "batch_size=4", "data.patches_per_image=2", f"output_dir={tmp_path}", "log_every=1"])
+        "batch_size=4", "data.patches_per_image=2", f"output_dir={tmp_path}", "log_every=1", "mixed_precision=bf16"])
     exported = train(config)
     pipeline = DDPMPipeline.from_pretrained(exported)
     assert type(pipeline.unet).__name__ == "UNet2DModel" and list(pipeline.unet.config.block_out_channels) == [8, 16, 16, 16]
     assert set(metrics(tmp_path)[0]) == {"step", "ddpm", "loss", "lr"}
+    assert "bfloat16 is emulated" in capsys.readouterr().err
 
 
 def test_train_py_reports_bad_input_in_one_line(tmp_path):

@@ -45,6 +45,17 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def emulated_bfloat16_warning(device: torch.device) -> str | None:
+    """A warning when bfloat16 on ``device`` is emulated: a CPU without AVX-512 BF16 or AMX converts every bf16
+    operand in software (the teacher's training step was 14x slower in bf16 than in float32 on a 2-core AVX2 CPU,
+    docs/teacher.md). None on GPUs, on CPUs with those instructions, and where torch cannot tell."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if device.type != "cpu" or None in checks or any(check() for check in checks):
+        return None
+    return ("warning: this CPU has no AVX-512 BF16 or AMX, so bfloat16 is emulated and many times slower than "
+            "float32 here; use float32 (mixed_precision=no, --dtype float32)")
+
+
 def pick_dtype(name: str, device: torch.device) -> str:
     """``name``, or for "auto" bfloat16 on a GPU that computes in it and float32 elsewhere (CPUs emulate half
     precisions slowly unless they have AMX or AVX512-BF16, and the project's numbers are float32's)."""

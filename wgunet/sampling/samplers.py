@@ -11,6 +11,7 @@ is ``wgunet.evaluation.image_sets``'s).
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, 
 from tqdm.auto import tqdm
 
 from wgunet.common.compilation import compiled
-from wgunet.common.devices import DTYPES, pick_device, pick_dtype
+from wgunet.common.devices import DTYPES, emulated_bfloat16_warning, pick_device, pick_dtype
 from wgunet.common.errors import UserError
 from wgunet.common.files import folder_lock
 from wgunet.common.processes import my_share, on_main, processes
@@ -157,6 +158,8 @@ def run_sampling(checkpoint: str, num: int, out: str | Path, *, scheduler: str =
     out, state = Path(out), processes()
     device = pick_device(str(state.device) if state.num_processes > 1 and device == "auto" else device)
     dtype = pick_dtype(dtype, device)
+    if dtype == "bfloat16" and state.is_main_process and (warning := emulated_bfloat16_warning(device)):
+        print(warning, file=sys.stderr)
     loaded = model or load_model(checkpoint)
     pipeline = build_pipeline(*loaded, scheduler, str(device))
     if compile:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from wgunet.common.compilation import compiled
-from wgunet.common.devices import DTYPES, allow_tf32
+from wgunet.common.devices import DTYPES, allow_tf32, emulated_bfloat16_warning
 from wgunet.common.errors import UserError
 from wgunet.common.files import atomic_folder, folder_lock, write_text
 from wgunet.common.processes import check_launch
@@ -355,6 +355,9 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
         print(f"{config.mode}: {accelerator.num_processes} process{'es' if accelerator.num_processes > 1 else ''} on "
               f"{accelerator.device.type}, mixed precision {config.mixed_precision}; data: {data.describe()}",
               file=sys.stderr)
+        bfloat16 = config.mixed_precision == "bf16" or config.teacher_dtype == "bfloat16"
+        if bfloat16 and (warning := emulated_bfloat16_warning(accelerator.device)):
+            print(warning, file=sys.stderr)
     workers = loader_workers(config.data, data, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     loader = DataLoader(data, config.batch_size, shuffle=True, drop_last=True, num_workers=workers)
     optimizer = torch.optim.AdamW(model.parameters(), config.lr, config.adam_betas, weight_decay=config.weight_decay,
