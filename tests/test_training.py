@@ -143,8 +143,18 @@ def test_switched_off_terms_skip_the_teacher_and_its_aligners(tiny_run):
     assert list(model.pairs) == ["mid"] and teacher is not None
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate holds one mixed precision per process: a run in another one resets it, and leaves it reset."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def test_teacher_mode_trains_a_plain_unet_with_the_ddpm_loss_in_bf16_and_warns_where_the_cpu_emulates_it(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch, capsys, fresh_accelerate_state):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     config = load_config("configs/teacher.yaml", [
@@ -180,6 +190,15 @@ def capture(config):
     captured["model"] = built[0]
     return built
 training.build_models = capture
+import gc
+from accelerate import Accelerator
+from torch.nn.parallel import DistributedDataParallel
+end_training = Accelerator.end_training
+def counted_end_training(self):  # it destroys the process group: the DDP wrappers alive then are counted
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    open(f"{sys.argv[1]}/ddp_alive{os.environ['RANK']}", "w").write(str(alive))
+    end_training(self)
+Accelerator.end_training = counted_end_training
 config = load_config(None, sys.argv[2:])
 training.train(config)
 rank = os.environ['RANK']
@@ -201,6 +220,8 @@ def test_two_cpu_processes_keep_identical_replicas(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # no DDP reducer outlives the process group (freed after it, Gloo's destructor can hang under the GIL)
+    assert [(tmp_path / f"ddp_alive{rank}").read_text() for rank in (0, 1)] == ["0", "0"]
     run = Path(load_config(None, tiny_run).output_dir)
     saved = load_file(run / "checkpoints" / "step-000004" / "model.safetensors")
     assert all(torch.equal(saved[k], a[k]) for k in a)

@@ -454,6 +454,11 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
             if autoencoder is not None:
                 complete_export(temporary, autoencoder)
     accelerator.wait_for_everyone()
+    # The DDP wrapper goes before end_training destroys the process group: freed after it, its reducer would drop
+    # the group's last reference while holding the GIL, and Gloo's destructor then waits on a worker thread that
+    # needs the GIL (a hang seen at the end of a 2-process CPU run; pytorch/pytorch#56297).
+    model = optimizer = loader = None
+    accelerator.free_memory()
     accelerator.end_training()
     if config.push_to_hub and accelerator.is_main_process:  # after the export is safe on disk
         print(f"pushed: {push_export(final, config.hub_model_id)}")
