@@ -456,7 +456,7 @@ def _train(config: TrainConfig, resume: bool, dataset: Any) -> Path:
     accelerator.wait_for_everyone()
     # The DDP wrapper goes before end_training destroys the process group: freed after it, its reducer would drop
     # the group's last reference while holding the GIL, and Gloo's destructor then waits on a worker thread that
-    # needs the GIL (a hang seen at the end of a 2-process CPU run; pytorch/pytorch#56297).
+    # needs the GIL: a multi-process CPU run could hang at its end (pytorch/pytorch#56297).
     model = optimizer = loader = None
     accelerator.free_memory()
     accelerator.end_training()
