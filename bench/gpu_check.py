@@ -175,7 +175,7 @@ def main() -> int:
     deadline = time.perf_counter() + args.budget
     suite = "skipped" if args.skip_suite or args.smoke else run_suite(args.workers, args.suite_timeout)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke run)"
-    peak = matmul_tflops(device, torch.bfloat16, 1024 if args.smoke else 8192)
+    peak = matmul_tflops(device, torch.bfloat16, 256 if args.smoke else 8192)
     # smoke: a few images and steps, since a CPU without AVX-512 BF16 or AMX emulates bf16 (about 18x slower)
     train_batches, sample_batches, steps, ddim = (((2, 4), (2, 4), 6, 2) if args.smoke else
                                                   ((32, 256, 1024), (256, 2048), 200, 10))
