@@ -9,7 +9,7 @@ import torch
 from shapes import make_shapes, uniform_mix
 
 from wgunet.evaluation.features import PixelFeatures
-from wgunet.evaluation.finc import FincError, FourierFeatures, covariance, finc
+from wgunet.evaluation.finc import FincError, FourierFeatures, RowSpace, covariance, finc
 
 PLANTED = ("triangle", "red")
 
@@ -60,12 +60,14 @@ def test_a_mode_size_counts_the_samples_in_excess():
     assert abs(int(over.test_modes.sizes[0]) - excess) <= 0.1 * excess, over.test_modes.sizes
 
 
-def test_each_direction_has_the_noise_floor_of_its_own_matrix(planted):
+@pytest.mark.parametrize("r", [500, 800])  # 256 + 800 samples: the 2r x 2r path (r 500) and the row-space one
+def test_each_direction_has_the_noise_floor_and_the_modes_of_its_own_matrix(planted, r):
     test, _, reference = planted
-    small, rho, r = test[:256], 0.5, 500
+    small, rho = test[:256], 0.5
     result = finc(small, reference, rho=rho, r=r)
     phi = FourierFeatures(small.shape[1], r, result.sigma, seed=0)
-    noise_test, noise_reference = covariance(small, phi, seed=0)[1], covariance(reference, phi, seed=1)[1]
+    (c_test, noise_test), (c_reference, noise_reference) = covariance(small, phi, seed=0), covariance(reference, phi,
+                                                                                                      seed=1)
 
     def floor(noise):
         return 1.5 * float(torch.linalg.eigvalsh(noise).abs().max())
@@ -73,6 +75,15 @@ def test_each_direction_has_the_noise_floor_of_its_own_matrix(planted):
     assert result.test_modes.noise_floor == pytest.approx(floor(noise_test + rho * noise_reference), rel=1e-5)
     assert result.reference_modes.noise_floor == pytest.approx(floor(noise_reference + rho * noise_test), rel=1e-5)
     assert result.reference_modes.noise_floor != pytest.approx(result.test_modes.noise_floor, rel=0.05)
+    for modes, matrix in ((result.test_modes, c_test - rho * c_reference),
+                          (result.reference_modes, c_reference - rho * c_test)):
+        values, vectors = torch.linalg.eigh(matrix)
+        expected = values.flip(0)[: len(modes.eigenvalues)]
+        assert len(modes.eigenvalues) >= 1 and modes.eigenvalues.double() == pytest.approx(expected, rel=1e-4)
+        assert len(values[values > modes.noise_floor]) == len(modes.eigenvalues)
+        # the same directions, up to sign
+        overlap = (vectors.flip(1)[:, : len(modes.eigenvalues)].float() * modes.vectors).sum(0).abs()
+        assert overlap == pytest.approx(torch.ones_like(overlap), abs=1e-3)
 
 
 def test_no_mode_between_sets_of_the_same_mix():
@@ -93,13 +104,14 @@ def exact_eigenvalues(x, y, sigma, rho):
     return torch.linalg.eigvalsh(root @ torch.diag(weights) @ root).flip(0)
 
 
-@pytest.mark.slow
 def test_random_fourier_features_match_the_exact_kernel_method(planted):
     test, _, reference = planted
     x, y, rho, r = test[:500], reference[:500], 1.0, 4000
     sigma = 4.0
     phi = FourierFeatures(x.shape[1], r, sigma, seed=0)
-    approximate = torch.linalg.eigvalsh(covariance(x, phi)[0] - rho * covariance(y, phi)[0]).flip(0)
+    # C_X - rho C_Y as finc solves it with well fewer samples than features (500 + 500 against 2r = 8,000)
+    weights = torch.cat([torch.full((len(x),), 1 / len(x)), torch.full((len(y),), -rho / len(y))]).double()
+    approximate = RowSpace(torch.cat([phi(x), phi(y)])).eigvalsh(weights).flip(0)
     exact = exact_eigenvalues(x, y, sigma, rho)
     # Theorem (Hoeffding over the r frequency pairs, union over the m^2 kernel entries, delta = 0.01): every
     # kernel entry is within eps, so each eigenvalue of the weighted form is within (1 + rho) * eps.
