@@ -1,4 +1,4 @@
-"""Latent teachers (wgunet.training.latents): tiny VQModel and AutoencoderKL pipelines made here, distilled, resumed,
+"""Latent teachers (wgunet.model.autoencoder): tiny VQModel and AutoencoderKL pipelines made here, distilled, resumed,
 exported, sampled and evaluated."""
 
 import json
@@ -15,11 +15,11 @@ from conftest import TINY_STUDENT
 from diffusers import AutoencoderKL, DDPMScheduler, LDMPipeline, UNet2DModel, VQModel
 from test_portable import fake_hub, without_wgunet
 
+from wgunet.model.autoencoder import REFERENCE, AutoencoderError
 from wgunet.sampling.loading import CheckpointError, load_model
 from wgunet.sampling.samplers import run_sampling
 from wgunet.training.card import load_snippet
 from wgunet.training.config import load_config
-from wgunet.training.latents import REFERENCE, AutoencoderError
 from wgunet.training.loop import TrainingError, train
 
 CODER = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
@@ -56,7 +56,7 @@ def pretrain(unet: UNet2DModel, coder, scheduler: DDPMScheduler, steps: int = 15
     """A few DDPM steps on the encoded training patches, so that the teacher predicts roughly what the student's
     DDPM term asks for (a random teacher pulls the distillation terms against it)."""
     from wgunet.evaluation.image_sets import photograph_patches
-    from wgunet.training.latents import Autoencoder
+    from wgunet.model.autoencoder import Autoencoder
 
     encoder = Autoencoder(coder, coder.config.scaling_factor, "", "")
     images = photograph_patches(16, "train", 4, 0).images.float() / 127.5 - 1
@@ -218,8 +218,8 @@ def test_a_report_on_latent_models_decodes_and_says_so(ldms, tmp_path):
 def test_the_ldm_celebahq_config_builds_its_models_without_weights():
     """configs/ldm-celebahq256.yaml against the published architecture (no download): a ~10x MAC reduction."""
     from wgunet import WGUNet
+    from wgunet.model.autoencoder import Autoencoder
     from wgunet.model.macs import count_parameters, macs_per_image
-    from wgunet.training.latents import Autoencoder
     from wgunet.training.loop import build_student
     from wgunet.training.teacher import autoencoder_architecture, teacher_architecture
 

@@ -10,7 +10,7 @@ The cut-off is the smallest r where ``recovered`` falls below one half: the mode
 clean signal at every radius below it. When even the lowest ring is below one half there is no such radius and
 the cut-off is None ("none" in tables, null in JSON), not that ring's radius.
 
-Latent models (wgunet.training.latents): x_t is made from the encoded reference in the latent space, where the models and
+Latent models (wgunet.model.autoencoder): x_t is made from the encoded reference in the latent space, where the models and
 the Wiener filter (defined on the diffusion's own x0, the latents) denoise; every estimate is decoded, and the
 spectra are those of RGB images against the reference, so the autoencoder's own loss counts as not recovered.
 """

@@ -1,4 +1,5 @@
-"""The model: the Haar wavelets, the WG blocks, the WG-UNet, what its outputs mean, its cost, portable code."""
+"""The model: the Haar wavelets, the WG blocks, the WG-UNet, what its outputs mean, its cost, portable code, a latent
+model's autoencoder."""
 
 from diffusers import ModelMixin, UNet2DModel
 

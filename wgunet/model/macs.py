@@ -35,7 +35,7 @@ def describe(model: nn.Module) -> dict:
 
 @torch.no_grad()
 def describe_autoencoder(autoencoder) -> dict:
-    """A latent model's autoencoder (wgunet.training.latents.Autoencoder), counted apart from the UNet: its parameters, and
+    """A latent model's autoencoder (wgunet.model.autoencoder.Autoencoder), counted apart from the UNet: its parameters, and
     the GMACs of decoding one image (once per sample, not per denoising step) and of encoding one (once per
     training image)."""
     model = autoencoder.model

@@ -1,7 +1,7 @@
 """Loading diffusion models: WG-UNet students and diffusers UNet2DModels, from folders or the Hub.
 
 Accepted: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``, and for a latent model its
-autoencoder, see wgunet.training.latents) such as training exports,
+autoencoder, see wgunet.model.autoencoder) such as training exports,
 a bare model folder (``config.json`` + weights), a training run or checkpoint folder (its ``model/``),
 or a Hub id, which is downloaded and then read through the same ``from_pretrained`` calls.
 Each command loads a checkpoint once and hands the model on (sampling, probe, teacher features).
@@ -18,9 +18,9 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from wgunet.common.errors import UserError
 from wgunet.common.files import read_json
+from wgunet.model.autoencoder import Autoencoder, load_autoencoder
 from wgunet.model.prediction import prediction_type
 from wgunet.model.unet import WGUNet
-from wgunet.training.latents import Autoencoder, load_autoencoder
 
 MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "WGUNet": WGUNet}
 

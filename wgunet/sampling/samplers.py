@@ -25,7 +25,6 @@ from wgunet.common.devices import DTYPES, emulated_bfloat16_warning, pick_device
 from wgunet.common.errors import UserError
 from wgunet.common.files import folder_lock
 from wgunet.common.processes import my_share, on_main, processes
-from wgunet.sampling import SAMPLERS
 from wgunet.evaluation.image_sets import (
     derived_files_match,
     finish_image_folder,
@@ -33,9 +32,10 @@ from wgunet.evaluation.image_sets import (
     prepare_image_folder,
     write_png,
 )
+from wgunet.model.autoencoder import Autoencoder
+from wgunet.sampling import SAMPLERS
 from wgunet.sampling.latent_pipeline import WGUNetLatentPipeline
 from wgunet.sampling.loading import Checkpoint, load_model, weights_of
-from wgunet.training.latents import Autoencoder
 
 SCHEDULERS = dict(zip(SAMPLERS, (DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler)))
 DEFAULT_STEPS = {"ddpm": None, "ddim": 50, "dpm++": 20}  # None: the full training chain

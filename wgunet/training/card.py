@@ -66,7 +66,7 @@ def model_card(config: TrainConfig, step: int, parameters: int, evaluation: Trai
                autoencoder: str | None = None) -> str:
     """Front matter (library, tags, the teacher as base model, license) and what the model is, how it was trained
     (the whole config), its latest evaluation during training (``eval_every``) and how to load and sample it.
-    ``autoencoder``: a latent student's autoencoder component ("vqvae" or "vae", wgunet.training.latents)."""
+    ``autoencoder``: a latent student's autoencoder component ("vqvae" or "vae", wgunet.model.autoencoder)."""
     distilled = config.mode == "distill"
     wavelet_gated = distilled and config.student_class == "WGUNet"
     data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation", license="other",

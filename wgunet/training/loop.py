@@ -38,6 +38,7 @@ from wgunet.common.files import atomic_folder, folder_lock, write_text
 from wgunet.common.processes import check_launch
 from wgunet.evaluation.features import teacher_features
 from wgunet.model import STUDENT_CLASSES
+from wgunet.model.autoencoder import Autoencoder, complete_export, write_reference
 from wgunet.model.portable import make_portable
 from wgunet.model.prediction import training_target
 from wgunet.model.unet import WGUNet
@@ -45,7 +46,6 @@ from wgunet.training.card import model_card
 from wgunet.training.config import TrainConfig, check_model, eval_reference, to_dict
 from wgunet.training.data import build_dataset, loader_workers
 from wgunet.training.hub import push_export
-from wgunet.training.latents import Autoencoder, complete_export, write_reference
 from wgunet.training.losses import frequency_loss, spatial_loss
 from wgunet.training.monitor import TrainingEvaluation, TrainingMonitor
 from wgunet.training.runs import Run, list_checkpoints
@@ -232,7 +232,7 @@ def ema_weights(ema: EMAModel, model: nn.Module):
 def export_pipeline(model: nn.Module, ema: EMAModel, scheduler: DDPMScheduler, folder: Path, card: str,
                     autoencoder: Autoencoder | None) -> None:
     """Save the EMA weights as a DDPMPipeline folder (model_index.json, unet/, scheduler/) with its model card; a
-    latent student's folder names its autoencoder (wgunet.training.latents), which the final export copies in."""
+    latent student's folder names its autoencoder (wgunet.model.autoencoder), which the final export copies in."""
     with ema_weights(ema, model):
         DDPMPipeline(unet=model, scheduler=scheduler).save_pretrained(folder)
     make_portable(folder)

@@ -39,9 +39,9 @@ from wgunet.evaluation.spectral import (
     scores_of,
     streaming_batch,
 )
+from wgunet.model.autoencoder import Autoencoder
 from wgunet.sampling.samplers import build_pipeline, sample_images
 from wgunet.training.config import ConfigError, EvalConfig
-from wgunet.training.latents import Autoencoder
 
 # the scores a run logs under eval/...: the headline ones; every score goes to scores.json
 LOGGED = ("high_frequency_ratio", "log_spectral_distance_db", "lfd_stig", "lfd_mean_magnitude")

@@ -10,9 +10,9 @@ import argparse
 
 from diffusers import UNet2DModel
 
+from wgunet.model.autoencoder import Autoencoder
 from wgunet.model.macs import describe, describe_autoencoder
 from wgunet.training.config import load_config
-from wgunet.training.latents import Autoencoder
 from wgunet.training.loop import build_student
 from wgunet.training.teacher import (
     AUTOENCODER_ARCHITECTURES,

@@ -1,4 +1,4 @@
-"""Latent teachers: the frozen autoencoder of a latent-diffusion pipeline (the pipeline that samples in its latent
+"""A latent model's frozen autoencoder: the one of a latent-diffusion pipeline (the pipeline that samples in its latent
 space and decodes to RGB is wgunet.sampling.latent_pipeline's).
 
 A latent teacher is a pipeline folder (or Hub id) with ``unet/``, ``scheduler/`` and an autoencoder:
