@@ -140,6 +140,41 @@ class RowSpace:
         return values, self.q @ vectors
 
 
+class CovarianceSpectra:
+    """C and H of both sets (``covariance``) as 2r x 2r matrices, and the eigenproblems of their weighted sums."""
+
+    def __init__(self, test: torch.Tensor, reference: torch.Tensor, phi: FourierFeatures, seed: int, chunk: int):
+        (self.c_test, self.h_test), (self.c_reference, self.h_reference) = (
+            covariance(test, phi, chunk, seed), covariance(reference, phi, chunk, seed + 1))
+
+    def noise_eigenvalues(self, on_test: float, on_reference: float) -> torch.Tensor:
+        """Of on_test H_test + on_reference H_reference, ascending."""
+        return torch.linalg.eigvalsh(on_test * self.h_test + on_reference * self.h_reference)
+
+    def difference_eigenpairs(self, on_test: float, on_reference: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Of on_test C_test + on_reference C_reference, ascending."""
+        return torch.linalg.eigh(on_test * self.c_test + on_reference * self.c_reference)
+
+
+class RowSpaceSpectra:
+    """The same eigenproblems, each matrix being Phi^T diag(w) Phi over both sets' rows, solved in their row space
+    (``RowSpace``): exact, and faster when the sets hold well fewer samples than 2r (``chunk`` is unused: the rows
+    are held whole)."""
+
+    def __init__(self, test: torch.Tensor, reference: torch.Tensor, phi: FourierFeatures, seed: int, chunk: int):
+        self.rows = RowSpace(torch.cat([phi(test), phi(reference)]))
+        self.sizes = len(test), len(reference)
+        self.halves = half_weights(len(test), seed), half_weights(len(reference), seed + 1)
+
+    def noise_eigenvalues(self, on_test: float, on_reference: float) -> torch.Tensor:
+        return self.rows.eigvalsh(torch.cat([on_test * self.halves[0], on_reference * self.halves[1]]))
+
+    def difference_eigenpairs(self, on_test: float, on_reference: float) -> tuple[torch.Tensor, torch.Tensor]:
+        # C = Phi^T diag(1/n) Phi over a set's own rows
+        return self.rows.eigh(torch.cat([torch.full((n,), weight / n, dtype=torch.float64)
+                                         for n, weight in zip(self.sizes, (on_test, on_reference))]))
+
+
 def mode_scores(features: torch.Tensor, phi: FourierFeatures, vectors: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     return torch.cat([(phi(features[s : s + chunk]) @ vectors).pow(2) for s in range(0, len(features), chunk)])
 
@@ -200,33 +235,16 @@ def finc(test: torch.Tensor, reference: torch.Tensor, *, sigma: float | None = N
     def floor_of(eigenvalues: torch.Tensor) -> float:
         return floor_factor * float(max(eigenvalues[-1], -eigenvalues[0]))
 
-    if len(test) + len(reference) < 1.5 * r:  # measured: 10-50x faster at 300-1,300 samples, slower near 2r
-        rows = RowSpace(torch.cat([phi(test), phi(reference)]))
-        n_test, n_reference = len(test), len(reference)
-
-        def weights(on_test: float | torch.Tensor, on_reference: float | torch.Tensor) -> torch.Tensor:
-            return torch.cat([torch.as_tensor(on_test).double().expand(n_test),
-                              torch.as_tensor(on_reference).double().expand(n_reference)])
-
-        noise_test, noise_reference = half_weights(n_test, seed), half_weights(n_reference, seed + 1)
-        test_floor = floor_of(rows.eigvalsh(weights(noise_test, rho * noise_reference)))
-        reference_floor = (test_floor if rho == 1
-                           else floor_of(rows.eigvalsh(weights(rho * noise_test, noise_reference))))
-        clock("covariances (linear in n)")
-        test_eigenpairs = rows.eigh(weights(1 / n_test, -rho / n_reference))
-        reference_eigenpairs = ((-test_eigenpairs[0], test_eigenpairs[1]) if rho == 1
-                                else rows.eigh(weights(-rho / n_test, 1 / n_reference)))
-    else:
-        (c_test, noise_test), (c_reference, noise_reference) = covariance(test, phi, chunk, seed), covariance(
-            reference, phi, chunk, seed + 1)
-        test_floor = floor_of(torch.linalg.eigvalsh(noise_test + rho * noise_reference))
-        reference_floor = (test_floor if rho == 1
-                           else floor_of(torch.linalg.eigvalsh(noise_reference + rho * noise_test)))
-        clock("covariances (linear in n)")
-        test_eigenpairs = torch.linalg.eigh(c_test - rho * c_reference)
-        # with rho = 1 the other direction is the same matrix negated: one eigendecomposition serves both
-        reference_eigenpairs = ((-test_eigenpairs[0], test_eigenpairs[1]) if rho == 1
-                                else torch.linalg.eigh(c_reference - rho * c_test))
+    # the row space is 10-50x faster at 300-1,300 samples (measured), slower near 2r
+    solver = RowSpaceSpectra if len(test) + len(reference) < 1.5 * r else CovarianceSpectra
+    spectra = solver(test, reference, phi, seed, chunk)
+    test_floor = floor_of(spectra.noise_eigenvalues(1, rho))
+    reference_floor = test_floor if rho == 1 else floor_of(spectra.noise_eigenvalues(rho, 1))
+    clock("covariances (linear in n)")
+    test_eigenpairs = spectra.difference_eigenpairs(1, -rho)
+    # with rho = 1 the other direction is the same matrix negated: one eigendecomposition serves both
+    reference_eigenpairs = ((-test_eigenpairs[0], test_eigenpairs[1]) if rho == 1
+                            else spectra.difference_eigenpairs(-rho, 1))
     clock("eigendecompositions (independent of n)")
     result = FincResult(sigma, rho, r,
                         top_modes(*test_eigenpairs, test_floor, test, reference, rho, phi, num_modes, top_k, chunk),
