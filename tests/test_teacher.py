@@ -91,3 +91,28 @@ def test_the_shipped_teacher_is_small_loads_and_matches_its_config(tmp_path):
     export_teacher("assets/teacher", str(tmp_path / "again"))
     again = load_teacher(str(tmp_path / "again")).model
     assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), again.state_dict().values()))
+
+
+TINY_TEACHER_RUN = ["mode=teacher", "data.sample_size=16", "scheduler={num_train_timesteps: 100, prediction_type: v_prediction}",
+                    "unet={block_out_channels: [16, 32], layers_per_block: 1, norm_num_groups: 8, attention_head_dim: 8, "
+                    "down_block_types: [DownBlock2D, AttnDownBlock2D], up_block_types: [AttnUpBlock2D, UpBlock2D]}"]
+
+
+def test_a_teacher_run_starts_from_init_from_weights_and_refuses_another_architecture(tiny_teacher):
+    from wgunet.common.errors import UserError
+    from wgunet.training.loop import build_models
+
+    start = load_teacher(str(tiny_teacher)).model.state_dict()
+    fine_tuned = build_models(load_config(None, TINY_TEACHER_RUN + [f"init_from={tiny_teacher}"])).trainable
+    assert fine_tuned.state_dict().keys() == start.keys()
+    assert all(torch.equal(value, start[key]) for key, value in fine_tuned.state_dict().items())
+    assert all(p.requires_grad for p in fine_tuned.parameters())
+    scratch = build_models(load_config(None, TINY_TEACHER_RUN)).trainable
+    assert not torch.equal(scratch.conv_in.weight, fine_tuned.conv_in.weight)
+
+    with pytest.raises(CheckpointError, match=r"unet.layers_per_block 2 \(init_from: 1\)"):
+        build_models(load_config(None, TINY_TEACHER_RUN + [f"init_from={tiny_teacher}", "unet.layers_per_block=2"]))
+    with pytest.raises(CheckpointError, match=r"scheduler.prediction_type epsilon \(init_from: v_prediction\)"):
+        build_models(load_config(None, TINY_TEACHER_RUN + [f"init_from={tiny_teacher}", "scheduler.prediction_type=epsilon"]))
+    with pytest.raises(UserError, match="init_from applies to mode=teacher"):
+        load_config(None, [f"init_from={tiny_teacher}"])

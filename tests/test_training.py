@@ -294,7 +294,8 @@ def test_metrics_and_hyperparameters_reach_tensorboard(tiny_run):
 
 def test_every_export_carries_a_model_card(tiny_run):
     """README.md in each exported model folder: front matter a Hub reader parses, the config, how to load it; a
-    Hub-id teacher becomes the base model (a local one is not a Hub reference)."""
+    Hub-id teacher, or the Hub model a teacher is fine-tuned from, becomes the base model (a local one is not a Hub
+    reference)."""
     from huggingface_hub import ModelCard
 
     from wgunet.training.card import model_card
@@ -307,6 +308,9 @@ def test_every_export_carries_a_model_card(tiny_run):
     assert DDPMPipeline.from_pretrained(folder, trust_remote_code=True).unet.config.sample_size == 16  # the card does not disturb loading
     hub = load_config(None, tiny_run + ["teacher=google/ddpm-cifar10-32"])
     assert ModelCard(model_card(hub, 1, 10)).data.base_model == "google/ddpm-cifar10-32"
+    fine_tuned = model_card(load_config("configs/teacher.yaml", ["init_from=google/ddpm-cifar10-32"]), 1, 10)
+    assert ModelCard(fine_tuned).data.base_model == "google/ddpm-cifar10-32"
+    assert "starting from the weights of `google/ddpm-cifar10-32`" in fine_tuned
 
 
 def test_push_to_hub_sends_the_final_export_and_a_failed_push_keeps_it(tiny_run, monkeypatch):

@@ -12,9 +12,9 @@ from wgunet.training.config import TrainConfig, to_dict
 from wgunet.training.monitor import TrainingEvaluation
 
 
-def hub_id(name: str) -> str | None:
+def hub_id(name: str | None) -> str | None:
     """``name`` when it is a Hub id (org/name) rather than a local folder."""
-    return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~")) else None
+    return name if name is not None and name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~")) else None
 
 
 # The code a model card shows: exactly what tests/test_portable.py runs in an interpreter without wgunet. Image i
@@ -70,7 +70,7 @@ def model_card(config: TrainConfig, step: int, parameters: int, evaluation: Trai
     distilled = config.mode == "distill"
     wavelet_gated = distilled and config.student_class == "WGUNet"
     data = ModelCardData(library_name="diffusers", pipeline_tag="unconditional-image-generation", license="other",
-                         base_model=hub_id(config.teacher) if distilled else None,
+                         base_model=hub_id(config.teacher if distilled else config.init_from),
                          tags=["wgunet", "diffusion", "ddpm"] + (["distillation"] if distilled else [])
                          + (["wavelet-gated-unet"] if wavelet_gated else []))
     kind = "A Wavelet-Gated UNet (WG-UNet) student" if wavelet_gated else f"A diffusers {config.student_class} student"
@@ -78,7 +78,8 @@ def model_card(config: TrainConfig, step: int, parameters: int, evaluation: Trai
             f"`{config.teacher}` with L = {config.loss.lambda_ddpm} L_DDPM + {config.loss.lambda_spatial} L_spatial + "
             f"{config.loss.lambda_freq} L_freq" + (f", in the latent space of the teacher's autoencoder (`{autoencoder}/`)"
                                                    if autoencoder else "") if distilled else
-            f"A diffusers UNet2DModel, {parameters / 1e6:.2f} M parameters, trained with the DDPM loss")
+            f"A diffusers UNet2DModel, {parameters / 1e6:.2f} M parameters, trained with the DDPM loss"
+            + (f", starting from the weights of `{config.init_from}`" if config.init_from else ""))
     body = f"""# wgunet export: {Path(config.output_dir).name}, step {step}
 
 {what} ({config.data.sample_size}x{config.data.sample_size} images from `{config.data.source}`), made with

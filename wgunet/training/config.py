@@ -119,6 +119,9 @@ class TrainConfig:
     student_class: str = "WGUNet"  # the student's architecture: "WGUNet" or diffusers' "UNet2DModel"
     student: dict[str, Any] = field(default_factory=dict)  # the arguments of student_class
     unet: dict[str, Any] = field(default_factory=dict)  # UNet2DModel arguments, for mode "teacher"
+    # mode "teacher": start from this UNet2DModel's weights (Hub id or folder; its architecture and schedule must be
+    # unet's and scheduler's) instead of random ones: fine-tuning; None: from scratch
+    init_from: str | None = None
     scheduler: dict[str, Any] = field(default_factory=dict)  # DDPMScheduler arguments, for mode "teacher"
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -417,6 +420,9 @@ def validate(config: TrainConfig) -> None:
     eval_reference(config)
     if config.push_to_hub and not config.hub_model_id:
         raise ConfigError("push_to_hub=true needs hub_model_id=NAME/MODEL, the repository to push to")
+    if config.init_from is not None and config.mode != "teacher":
+        raise ConfigError("init_from applies to mode=teacher (a teacher fine-tuned from a UNet2DModel); a student starts "
+                          "from random weights, so remove init_from or set mode=teacher")
     if config.mode == "teacher" and config.unet.get("sample_size", config.data.sample_size) != config.data.sample_size:
         raise ConfigError(f"unet.sample_size {config.unet['sample_size']} differs from data.sample_size "
                           f"{config.data.sample_size}: the teacher learns at the data's size, so set them equal")

@@ -50,7 +50,7 @@ from wgunet.training.losses import frequency_loss, spatial_loss
 from wgunet.training.monitor import TrainingEvaluation, TrainingMonitor
 from wgunet.training.runs import Run, list_checkpoints
 from wgunet.training.state import StateError, load_tree, random_states, save_tree, set_random_states
-from wgunet.training.teacher import FeatureTaps, load_teacher, pair_by_resolution
+from wgunet.training.teacher import FeatureTaps, load_teacher, pair_by_resolution, trainable_teacher
 
 # what a --resume may change: how long and how often, where, and what the non-finite-loss advice asks for
 MAY_CHANGE_ON_RESUME = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "output_dir",
@@ -133,7 +133,8 @@ class Models(NamedTuple):
 def build_models(config: TrainConfig) -> Models:
     """The models ``config.mode`` trains with."""
     if config.mode == "teacher":
-        unet = UNet2DModel(**{"sample_size": config.data.sample_size, **config.unet})
+        unet = trainable_teacher({"sample_size": config.data.sample_size, **config.unet}, config.scheduler,
+                                 config.init_from)
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         return Models(unet, DDPMScheduler(**config.scheduler), None, None, None)

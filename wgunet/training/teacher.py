@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
-from diffusers import UNet2DModel, VQModel
+from diffusers import DDPMScheduler, UNet2DModel, VQModel
 
 from wgunet.sampling.loading import Checkpoint, CheckpointError, load_model
 
@@ -73,6 +74,32 @@ def load_teacher(name_or_path: str, dtype: torch.dtype = torch.float32) -> Check
                               f"{type(teacher.model).__name__}")
     teacher.model.requires_grad_(False)
     return teacher
+
+
+def trainable_teacher(arguments: dict[str, Any], scheduler: dict[str, Any], init_from: str | None) -> UNet2DModel:
+    """The UNet2DModel a teacher run trains: built from ``arguments``, with random weights or, with ``init_from``,
+    the weights of that UNet2DModel (fine-tuning), whose architecture and noise schedule must be the run's."""
+    unet = UNet2DModel(**arguments)
+    if init_from is None:
+        return unet
+    start = load_teacher(init_from)
+    if start.autoencoder is not None:
+        raise CheckpointError(f"init_from {init_from!r} is a latent model; a teacher run trains on pixels")
+    differences = [f"unet.{key} {value} (init_from: {start.model.config.get(key)})"
+                   for key, value in _differences(unet.config, start.model.config)]
+    differences += [f"scheduler.{key} {value} (init_from: {start.scheduler.config.get(key)})"
+                    for key, value in _differences(DDPMScheduler(**scheduler).config, start.scheduler.config)]
+    if differences:
+        raise CheckpointError(f"init_from {init_from!r} differs from the run's model: {'; '.join(differences)}; set "
+                              "those keys of the config to the init_from model's values")
+    unet.load_state_dict(start.model.state_dict())
+    return unet
+
+
+def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The public keys of config ``ours`` whose value ``theirs`` does not hold (lists and tuples alike)."""
+    return [(key, value) for key, value in ours.items()
+            if not key.startswith("_") and json.dumps(value) != json.dumps(theirs.get(key))]
 
 
 class FeatureTaps:
