@@ -85,10 +85,8 @@ def trainable_teacher(arguments: dict[str, Any], scheduler: dict[str, Any], init
     start = load_teacher(init_from)
     if start.autoencoder is not None:
         raise CheckpointError(f"init_from {init_from!r} is a latent model; a teacher run trains on pixels")
-    differences = [f"unet.{key} {value} (init_from: {start.model.config.get(key)})"
-                   for key, value in _differences(unet.config, start.model.config)]
-    differences += [f"scheduler.{key} {value} (init_from: {start.scheduler.config.get(key)})"
-                    for key, value in _differences(DDPMScheduler(**scheduler).config, start.scheduler.config)]
+    differences = (_differences("unet", unet.config, start.model.config)
+                   + _differences("scheduler", DDPMScheduler(**scheduler).config, start.scheduler.config))
     if differences:
         raise CheckpointError(f"init_from {init_from!r} differs from the run's model: {'; '.join(differences)}; set "
                               "those keys of the config to the init_from model's values")
@@ -96,9 +94,10 @@ def trainable_teacher(arguments: dict[str, Any], scheduler: dict[str, Any], init
     return unet
 
 
-def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The public keys of config ``ours`` whose value ``theirs`` does not hold (lists and tuples alike)."""
-    return [(key, value) for key, value in ours.items()
+def _differences(section: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """"section.key ours (init_from: theirs)" for each public key of config ``ours`` whose value ``theirs`` does not
+    hold (lists and tuples alike)."""
+    return [f"{section}.{key} {value} (init_from: {theirs.get(key)})" for key, value in ours.items()
             if not key.startswith("_") and json.dumps(value) != json.dumps(theirs.get(key))]
 
 
