@@ -95,8 +95,8 @@ def trainable_teacher(arguments: dict[str, Any], scheduler: dict[str, Any], init
 
 
 def _differences(section: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """"section.key ours (init_from: theirs)" for each public key of config ``ours`` whose value ``theirs`` does not
-    hold (lists and tuples alike)."""
+    """One line, ``section.key ours (init_from: theirs)``, for each public key of config ``ours`` whose value
+    ``theirs`` does not hold (lists and tuples alike)."""
     return [f"{section}.{key} {value} (init_from: {theirs.get(key)})" for key, value in ours.items()
             if not key.startswith("_") and json.dumps(value) != json.dumps(theirs.get(key))]
 
