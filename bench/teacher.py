@@ -3,7 +3,7 @@ held-out patches, the shipped teacher and a candidate, with the full ancestral c
 step) and with DDIM 50, all on the same seeds:
 
     python bench/teacher.py --new runs/teacher/model [--old assets/teacher] [--num-images 128] [--ddim-steps 50]
-                            [--chain-images 64] [--features-of assets/teacher] [--work runs/teacher-compare]
+                            [--chain-images 64] [--features-of assets/teacher] [--seed 0] [--work runs/teacher-compare]
 
 Columns: pixel std and the spread (std) of the per-image mean colours, each also as a ratio to the real patches'
 (within 10% is the bar); the high-frequency ratio (1 is ideal) and the log-spectral distance in dB (0 is ideal),
@@ -14,7 +14,9 @@ neither candidate's own). Each sampler's rows start with the training patches th
 middle 95% of draws: what a teacher that reproduced its training data exactly would score. Inception FID
 needs torch-fidelity and its weights in torch's hub cache; the column is left out without them. Sample folders are
 kept in --work, so a run resumes and a candidate re-measured later reuses the shipped teacher's images; the
-first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png. The last lines
+first 36 images of each model (36 spread over the real set), side by side, go to --work/grids.png. Another --seed
+draws every model's noise and the training patches afresh: a confirmation that no choice made on the default seeds
+has seen (its folders and grids are named -seedN). The last lines
 say, for the candidate and for the training patches (their medians), how many of the fixed measures each passes
 against the shipped teacher and which it misses (a tie misses), and in how many draws the training patches pass
 every measure, and each one: the chance that a teacher that reproduced its data exactly would pass the bar.
@@ -119,8 +121,12 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples for the intervals (default 200)")
     parser.add_argument("--draws", type=int, default=100,
                         help="random draws of the training patches for their rows (default 100; 0 leaves them out)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of every model's noise and of the training patches' draws (default 0: the seeds "
+                             "every candidate in docs/teacher.md was measured on)")
     parser.add_argument("--work", default="runs/teacher-compare", help="folder for the sample folders")
     args = parser.parse_args()
+    seeded = f"-seed{args.seed}" if args.seed else ""  # the default seeds' folders keep their names
 
     real = load_image_set("patches:heldout", 32)
     real_std, real_spread = pixel_statistics(real.images)
@@ -159,7 +165,7 @@ def main() -> None:
             with_interval(scores.log_spectral_distance_db, 2), *[f"{fid:.2f}" for fid in fids])
 
     def measure_training(sampler: str, num: int) -> None:
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator().manual_seed(args.seed)
         draws = [torch.randperm(len(training), generator=generator)[:num] for _ in range(args.draws)]
         statistics = torch.tensor([pixel_statistics(training.images[d]) for d in draws])
         std, spread = statistics.median(0).values.tolist()
@@ -183,13 +189,15 @@ def main() -> None:
             measure_training(sampler, num)
         for name, checkpoint in (("shipped teacher", args.old), ("candidate", args.new)):
             model = f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}"
-            folder = Path(args.work) / f"{model}-{scheduler}{steps or ''}"
-            run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, resume=folder.is_dir())
+            folder = Path(args.work) / f"{model}-{scheduler}{steps or ''}{seeded}"
+            run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, seed=args.seed,
+                         resume=folder.is_dir())
             images = open_image_set(folder).load().images
             panels[f"{name}, {sampler}"] = images.permute(0, 2, 3, 1).numpy()
             measure(name, f"{name} ({checkpoint})", sampler, images)
-    write_png_bytes(Path(args.work) / "grids.png", plot_grids(panels))
-    print(f"grids: {Path(args.work) / 'grids.png'}")
+    grids = Path(args.work) / f"grids{seeded}.png"
+    write_png_bytes(grids, plot_grids(panels))
+    print(f"grids: {grids}")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -57,6 +57,11 @@ def test_teacher_comparison_scores_the_sets_and_draws_the_grids(tmp_path):
     assert all(f"DDIM 5: {measure}" in verdict for measure in ("HF ratio", "LSD", "FID (frozen teacher features)"))
     assert "weights 9f24a331136e" in out and (tmp_path / "grids.png").stat().st_size > 10_000
     assert "training patches, draw by draw: " in out and " of 2 draws pass every measure" in out
+    # Another seed is a fresh confirmation: new noise in folders of its own, the default seeds' images kept.
+    run("bench/teacher.py", "--new", "assets/teacher", "--num-images", "3", "--chain-images", "0", "--ddim-steps", "5",
+        "--bootstrap", "0", "--draws", "2", "--seed", "1", "--work", str(tmp_path))
+    first, fresh = (tmp_path / f"assets-teacher-ddim5{seeded}" / "000000.png" for seeded in ("", "-seed1"))
+    assert first.read_bytes() != fresh.read_bytes() and (tmp_path / "grids-seed1.png").is_file()
 
 
 def test_the_chance_of_data_counts_the_draws_that_pass_every_measure_of_both_samplers():

@@ -88,9 +88,36 @@ def test_the_shipped_teacher_is_small_loads_and_matches_its_config(tmp_path):
     config = load_config("configs/teacher.yaml")
     assert list(unet.config.block_out_channels) == config.unet["block_out_channels"]
     assert scheduler.config.num_train_timesteps == 1000 and scheduler.config.prediction_type == "epsilon"
-    export_teacher("assets/teacher", str(tmp_path / "again"))
+    export_teacher(["assets/teacher"], str(tmp_path / "again"))
     again = load_teacher(str(tmp_path / "again")).model
     assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), again.state_dict().values()))
+
+
+
+def test_export_of_several_teachers_stores_the_mean_of_their_weights_and_refuses_another_architecture(tiny_teacher,
+                                                                                                     tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    from wgunet.training.teacher import export_teacher
+
+    first = load_teacher(str(tiny_teacher))
+    shifted = {key: value + 1.0 for key, value in first.model.state_dict().items()}
+    second = UNet2DModel.from_config(first.model.config)
+    second.load_state_dict(shifted)
+    DDPMPipeline(unet=second, scheduler=first.scheduler).save_pretrained(tmp_path / "second")
+    export_teacher([str(tiny_teacher), str(tmp_path / "second")], str(tmp_path / "mean"), dtype=torch.float32)
+    mean = load_teacher(str(tmp_path / "mean")).model.state_dict()
+    assert all(torch.allclose(mean[key], value + 0.5) for key, value in first.model.state_dict().items())
+
+    other_schedule = DDPMScheduler(num_train_timesteps=100, prediction_type="epsilon")
+    DDPMPipeline(unet=second, scheduler=other_schedule).save_pretrained(tmp_path / "epsilon")
+    wider = UNet2DModel.from_config({**first.model.config, "block_out_channels": (16, 48)})
+    DDPMPipeline(unet=wider, scheduler=first.scheduler).save_pretrained(tmp_path / "wider")
+    for folder, difference in (("epsilon", "scheduler.prediction_type v_prediction .*: epsilon"),
+                               ("wider", r"unet.block_out_channels \[16, 32\] .*: \[16, 48\]")):
+        with pytest.raises(CheckpointError, match=f"cannot be averaged with .*{difference}"):
+            export_teacher([str(tiny_teacher), str(tmp_path / folder)], str(tmp_path / f"mean-{folder}"))
+        assert not (tmp_path / f"mean-{folder}").exists()
 
 
 TINY_TEACHER_RUN = ["mode=teacher", "data.sample_size=16", "scheduler={num_train_timesteps: 100, prediction_type: v_prediction}",

@@ -85,8 +85,8 @@ def trainable_teacher(arguments: dict[str, Any], scheduler: dict[str, Any], init
     start = load_teacher(init_from)
     if start.autoencoder is not None:
         raise CheckpointError(f"init_from {init_from!r} is a latent model; a teacher run trains on pixels")
-    differences = (_differences("unet", unet.config, start.model.config)
-                   + _differences("scheduler", DDPMScheduler(**scheduler).config, start.scheduler.config))
+    differences = (_differences("unet", unet.config, start.model.config, "init_from")
+                   + _differences("scheduler", DDPMScheduler(**scheduler).config, start.scheduler.config, "init_from"))
     if differences:
         raise CheckpointError(f"init_from {init_from!r} differs from the run's model: {'; '.join(differences)}; set "
                               "those keys of the config to the init_from model's values")
@@ -94,10 +94,10 @@ def trainable_teacher(arguments: dict[str, Any], scheduler: dict[str, Any], init
     return unet
 
 
-def _differences(section: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """One line, ``section.key ours (init_from: theirs)``, for each public key of config ``ours`` whose value
+def _differences(section: str, ours: dict[str, Any], theirs: dict[str, Any], their_name: str) -> list[str]:
+    """One line, ``section.key ours (their_name: theirs)``, for each public key of config ``ours`` whose value
     ``theirs`` does not hold (lists and tuples alike)."""
-    return [f"{section}.{key} {value} (init_from: {theirs.get(key)})" for key, value in ours.items()
+    return [f"{section}.{key} {value} ({their_name}: {theirs.get(key)})" for key, value in ours.items()
             if not key.startswith("_") and json.dumps(value) != json.dumps(theirs.get(key))]
 
 
@@ -150,24 +150,37 @@ def pair_by_resolution(
     return [(s[key], t[key]) for key in s if key in t]
 
 
-def export_teacher(source: str, destination: str, dtype: torch.dtype = torch.float16) -> None:
-    """Store a trained pipeline folder compactly (half-precision safetensors) as a shippable teacher.
+def export_teacher(sources: list[str], destination: str, dtype: torch.dtype = torch.float16) -> None:
+    """Store a trained pipeline folder compactly (half-precision safetensors) as a shippable teacher; given several,
+    store the mean of their weights, which must share one architecture and noise schedule (weight averaging:
+    Izmailov et al., "Averaging Weights Leads to Wider Optima and Better Generalization", UAI 2018).
 
     ``load_teacher`` upcasts to the dtype a run asks for; half precision halves the file (6.3 M parameters,
     12.7 MB) and keeps the weights to 3 significant digits.
     """
     from diffusers import DDPMPipeline
 
-    unet, scheduler, _ = load_model(source)
+    unet, scheduler, _ = load_model(sources[0])
+    states = [unet.state_dict()]
+    for source in sources[1:]:
+        other = load_model(source)
+        differences = (_differences("unet", unet.config, other.model.config, source)
+                       + _differences("scheduler", scheduler.config, other.scheduler.config, source))
+        if differences:
+            raise CheckpointError(f"{source!r} cannot be averaged with {sources[0]!r}: {'; '.join(differences)}")
+        states.append(other.model.state_dict())
+    if len(states) > 1:
+        unet.load_state_dict({key: torch.stack([state[key] for state in states]).mean(0) for key in states[0]})
     DDPMPipeline(unet=unet.to(dtype), scheduler=scheduler).save_pretrained(destination, safe_serialization=True)
 
 
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(description="Export a trained teacher run as a half-precision pipeline folder.")
+    parser = argparse.ArgumentParser(description="Export a trained teacher run as a half-precision pipeline folder "
+                                                 "(several runs: the mean of their weights).")
     parser.add_argument("command", choices=["export"])
-    parser.add_argument("source", help="trained model: runs/teacher/model")
+    parser.add_argument("sources", nargs="+", help="trained model(s): runs/teacher/model [runs/other/model ...]")
     parser.add_argument("destination", help="where to write it: assets/teacher")
     args = parser.parse_args()
-    export_teacher(args.source, args.destination)
+    export_teacher(args.sources, args.destination)
