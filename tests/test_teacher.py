@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
@@ -118,6 +121,11 @@ def test_export_of_several_teachers_stores_the_mean_of_their_weights_and_refuses
         with pytest.raises(CheckpointError, match=f"cannot be averaged with .*{difference}"):
             export_teacher([str(tiny_teacher), str(tmp_path / folder)], str(tmp_path / f"mean-{folder}"))
         assert not (tmp_path / f"mean-{folder}").exists()
+    command = [sys.executable, "-m", "wgunet.training.teacher", "export", str(tiny_teacher), str(tmp_path / "wider"),
+               str(tmp_path / "mean-cli")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "cannot be averaged" in result.stderr
 
 
 TINY_TEACHER_RUN = ["mode=teacher", "data.sample_size=16", "scheduler={num_train_timesteps: 100, prediction_type: v_prediction}",

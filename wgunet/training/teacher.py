@@ -176,6 +176,9 @@ def export_teacher(sources: list[str], destination: str, dtype: torch.dtype = to
 
 if __name__ == "__main__":
     import argparse
+    import sys
+
+    from wgunet.common.cli import run_cli
 
     parser = argparse.ArgumentParser(description="Export a trained teacher run as a half-precision pipeline folder "
                                                  "(several runs: the mean of their weights).")
@@ -183,4 +186,4 @@ if __name__ == "__main__":
     parser.add_argument("sources", nargs="+", help="trained model(s): runs/teacher/model [runs/other/model ...]")
     parser.add_argument("destination", help="where to write it: assets/teacher")
     args = parser.parse_args()
-    export_teacher(args.sources, args.destination)
+    sys.exit(run_cli(lambda: export_teacher(args.sources, args.destination)))
