@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of every model's noise and of the training patches' draws (default 0: the seeds "
                              "every candidate in docs/teacher.md was measured on)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per sampling batch (default: sample.py's; the images do not depend on it)")
     parser.add_argument("--work", default="runs/teacher-compare", help="folder for the sample folders")
     args = parser.parse_args()
     seeded = f"-seed{args.seed}" if args.seed else ""  # the default seeds' folders keep their names
@@ -191,7 +193,7 @@ def main() -> None:
             model = f"{Path(checkpoint).resolve().parent.name}-{Path(checkpoint).name}"
             folder = Path(args.work) / f"{model}-{scheduler}{steps or ''}{seeded}"
             run_sampling(checkpoint, num, folder, scheduler=scheduler, steps=steps, seed=args.seed,
-                         resume=folder.is_dir())
+                         batch_size=args.batch_size, resume=folder.is_dir())
             images = open_image_set(folder).load().images
             panels[f"{name}, {sampler}"] = images.permute(0, 2, 3, 1).numpy()
             measure(name, f"{name} ({checkpoint})", sampler, images)
