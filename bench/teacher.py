@@ -125,7 +125,7 @@ def main() -> None:
                         help="seed of every model's noise and of the training patches' draws (default 0: the seeds "
                              "every candidate in docs/teacher.md was measured on)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per sampling batch (default: sample.py's; the images do not depend on it)")
+                        help="images per sampling batch (default: sample.py's; an image moves by 1/255 at most)")
     parser.add_argument("--work", default="runs/teacher-compare", help="folder for the sample folders")
     args = parser.parse_args()
     seeded = f"-seed{args.seed}" if args.seed else ""  # the default seeds' folders keep their names
