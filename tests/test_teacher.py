@@ -96,10 +96,9 @@ def test_the_shipped_teacher_is_small_loads_and_matches_its_config(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(unet.state_dict().values(), again.state_dict().values()))
 
 
-
 def test_export_of_several_teachers_stores_the_mean_of_their_weights_and_refuses_another_architecture(tiny_teacher,
                                                                                                      tmp_path):
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers import DDPMPipeline
 
     from wgunet.training.teacher import export_teacher
 
